@@ -1,0 +1,1 @@
+"""Shared code for the MNIST DVC pipeline's stage scripts (see stages/)."""

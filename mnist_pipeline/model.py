@@ -1,0 +1,47 @@
+"""The CNN, and loading a saved one. Importing this module imports Keras.
+
+The model takes raw uint8 pixels (N, 28, 28, 1) and scales them by 1/255 itself,
+exactly as the seed tutorial normalises, so predictions need no preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up notes
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from mnist_pipeline.params import ModelParams  # noqa: E402
+from mnist_pipeline.stage import StageError  # noqa: E402
+
+
+def build_model(params: ModelParams) -> keras.Model:
+    """The seed's CNN with the defaults: Conv32-Conv64-Pool-Dense128, 1,199,882 weights."""
+    model = keras.Sequential(name="mnist_cnn")
+    model.add(keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="uint8"))
+    model.add(layers.Rescaling(1 / 255))  # pixel / 255: (28, 28, 1) floats in [0, 1]
+    for filters in params.conv_filters:  # each 'valid' 3x3 conv: 28 -> 26 -> 24
+        model.add(layers.Conv2D(filters, params.kernel_size, activation="relu"))
+    model.add(layers.MaxPooling2D(params.pool_size))  # 24 -> 12: (12, 12, 64)
+    model.add(layers.Dropout(params.conv_dropout))
+    model.add(layers.Flatten())  # 12 * 12 * 64 = 9216
+    model.add(layers.Dense(params.dense_units, activation="relu"))
+    model.add(layers.Dropout(params.dense_dropout))
+    model.add(layers.Dense(NUM_CLASSES, activation="softmax"))
+    return model
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a model saved by the train stage; a missing or damaged file is a StageError."""
+    if not path.is_file():
+        raise StageError(f"{path}: missing; run the train stage (dvc repro)")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for a damaged zip or config
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StageError(f"{path}: not a readable Keras model ({first_line[:200]})") from None

@@ -1,0 +1,93 @@
+"""Stage 2, preprocess: parse the IDX files into train / validation / test arrays.
+
+Reads:  data/raw/* (checked: magic number, dimensions, counts, labels, sha256);
+        params seed, preprocess.val_size, preprocess.max_train.
+Writes: data/processed/{train,val,test}_{images,labels}.npy (uint8, images (N, 28, 28, 1)),
+        reports/dataset_stats.json (counts per class, pixel mean/std after /255),
+        reports/figures/samples.png (the first training digits with their labels).
+
+The validation split is a stratified, seeded hold-out from the 60,000 training images;
+the test set is passed through untouched, for evaluate alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from mnist_pipeline.arrays import save_split
+from mnist_pipeline.figures import save_digit_grid
+from mnist_pipeline.mnist import NUM_CLASSES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from mnist_pipeline.mnist import read_idx
+from mnist_pipeline.params import load_params
+from mnist_pipeline.paths import (
+    DATASET_STATS_FILE,
+    PROCESSED_DIR,
+    RAW_DIR,
+    SAMPLE_GRID_FILE,
+)
+from mnist_pipeline.stage import run_stage, staged_dir, write_text_atomic
+
+SAMPLE_COUNT = 32
+
+
+def split_indices(
+    labels: np.ndarray, val_size: int, max_train: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded (train, validation) indices; the train part capped at max_train."""
+    train, val = train_test_split(
+        np.arange(len(labels)), test_size=val_size, stratify=labels, random_state=seed
+    )
+    if max_train is not None and max_train < len(train):
+        train, _ = train_test_split(
+            train, train_size=max_train, stratify=labels[train], random_state=seed
+        )
+    return train, val
+
+
+def describe(images: np.ndarray, labels: np.ndarray) -> dict:
+    """Counts per class and the pixel mean/std after /255, computed exactly from a histogram."""
+    histogram = np.bincount(images.ravel(), minlength=256).astype(np.float64)
+    values = np.arange(256) / 255.0
+    mean = float(histogram @ values / histogram.sum())
+    std = float(np.sqrt(histogram @ (values - mean) ** 2 / histogram.sum()))
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    return {
+        "count": len(labels),
+        "class_counts": {str(digit): int(n) for digit, n in enumerate(counts)},
+        "pixel_mean": round(mean, 6),
+        "pixel_std": round(std, 6),
+    }
+
+
+def main() -> None:
+    params = load_params("seed", "preprocess")
+    images = read_idx(RAW_DIR / TRAIN_IMAGES.name, TRAIN_IMAGES)
+    labels = read_idx(RAW_DIR / TRAIN_LABELS.name, TRAIN_LABELS)
+    test_images = read_idx(RAW_DIR / TEST_IMAGES.name, TEST_IMAGES)
+    test_labels = read_idx(RAW_DIR / TEST_LABELS.name, TEST_LABELS)
+
+    train, val = split_indices(
+        labels, params.preprocess.val_size, params.preprocess.max_train, params.seed
+    )
+    splits = {
+        "train": (images[train], labels[train]),
+        "val": (images[val], labels[val]),
+        "test": (test_images, test_labels),
+    }
+    with staged_dir(PROCESSED_DIR) as staging:
+        for split, (split_images, split_labels) in splits.items():
+            save_split(staging, split, split_images, split_labels)
+
+    stats = {split: describe(*arrays) for split, arrays in splits.items()}
+    write_text_atomic(DATASET_STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    sample_images, sample_labels = splits["train"][0][:SAMPLE_COUNT], splits["train"][1]
+    save_digit_grid(sample_images, [f"label {y}" for y in sample_labels], SAMPLE_GRID_FILE)
+    for split, (_, split_labels) in splits.items():
+        print(f"preprocess: {split}: {len(split_labels):,} images")
+
+
+if __name__ == "__main__":
+    run_stage(main)
