@@ -53,4 +53,3 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     if len(labels) and labels.max() >= NUM_CLASSES:
         raise StageError(f"{labels_file}: labels must be 0-{NUM_CLASSES - 1}, found {labels.max()}")
     return np.asarray(images), np.asarray(labels)
-

@@ -52,7 +52,9 @@ def timeout_s() -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
-        raise StageError(f"{TIMEOUT_ENV}={value!r} is invalid: expected a positive number of seconds")
+        raise StageError(
+            f"{TIMEOUT_ENV}={value!r} is invalid: expected a positive number of seconds"
+        )
     return seconds
 
 
@@ -74,7 +76,9 @@ def _read_url(url: str, timeout: float) -> bytes:
                     chunks.append(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as error:
-        raise FetchFailed(f"HTTP {error.code} {error.reason}", transient=error.code >= 500) from None
+        raise FetchFailed(
+            f"HTTP {error.code} {error.reason}", transient=error.code >= 500
+        ) from None
     except urllib.error.URLError as error:
         raise FetchFailed(f"cannot connect: {error.reason}", transient=True) from None
     except TimeoutError:
@@ -87,7 +91,7 @@ def _read_url(url: str, timeout: float) -> bytes:
         raise FetchFailed(f"connection failed: {error}", transient=True) from None
     data = b"".join(chunks)
     if total is not None and len(data) != total:
-        raise FetchFailed(f"got {len(data)} of {total} bytes", transient=True)
+        raise FetchFailed(f"connection closed after {len(data)} of {total} bytes", transient=True)
     return data
 
 
@@ -110,7 +114,9 @@ def _decompress_and_verify(compressed: bytes, file: MnistFile) -> bytes:
         raise FetchFailed(f"not a valid gzip file ({error})", transient=True) from None
     digest = sha256_hex(data)
     if digest != file.sha256:
-        raise FetchFailed(f"checksum mismatch: sha256 {digest[:12]}..., expected {file.sha256[:12]}...")
+        raise FetchFailed(
+            f"checksum mismatch: sha256 {digest[:12]}..., expected {file.sha256[:12]}..."
+        )
     return data
 
 

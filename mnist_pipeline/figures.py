@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mnist_pipeline.stage import staged_file  # noqa: E402
+from mnist_pipeline.stage import staged_file
 
 
 def save_digit_grid(

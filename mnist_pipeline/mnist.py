@@ -80,9 +80,7 @@ def parse_idx(data: bytes, expected: MnistFile) -> np.ndarray:
     header_size = 4 + 4 * expected.ndim
     if len(data) < header_size:
         raise ValueError(f"truncated header ({len(data)} of {header_size} bytes)")
-    dims = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected.ndim)
-    )
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(expected.ndim))
     want_dims = (expected.count,) + (IMAGE_SIZE, IMAGE_SIZE) * (expected.ndim == 3)
     if dims != want_dims:
         raise ValueError(f"dimensions {dims}; expected {want_dims}")

@@ -1,4 +1,7 @@
-"""The CNN, and loading a saved one. Importing this module imports Keras.
+"""The CNN, and loading a saved one.
+
+Importing this module imports Keras, after choosing its backend (TensorFlow unless
+KERAS_BACKEND says otherwise): stages take `keras` from here, never import it first.
 
 The model takes raw uint8 pixels (N, 28, 28, 1) and scales them by 1/255 itself,
 exactly as the seed tutorial normalises, so predictions need no preprocessing.
@@ -8,16 +11,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # hide TensorFlow's start-up notes
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+from keras import layers
 
-from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
-from mnist_pipeline.params import ModelParams  # noqa: E402
-from mnist_pipeline.stage import StageError  # noqa: E402
+from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
+from mnist_pipeline.stage import StageError
+
+if TYPE_CHECKING:
+    from mnist_pipeline.params import ModelParams
 
 
 def build_model(params: ModelParams) -> keras.Model:
@@ -43,5 +49,7 @@ def load_model(path: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged zip or config
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         raise StageError(f"{path}: not a readable Keras model ({first_line[:200]})") from None

@@ -19,8 +19,14 @@ from sklearn.model_selection import train_test_split
 
 from mnist_pipeline.arrays import save_split
 from mnist_pipeline.figures import save_digit_grid
-from mnist_pipeline.mnist import NUM_CLASSES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
-from mnist_pipeline.mnist import read_idx
+from mnist_pipeline.mnist import (
+    NUM_CLASSES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    read_idx,
+)
 from mnist_pipeline.params import load_params
 from mnist_pipeline.paths import (
     DATASET_STATS_FILE,

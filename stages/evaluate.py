@@ -1,0 +1,77 @@
+"""Stage 4, evaluate: score the trained model on the held-back test set.
+
+Reads:  models/model.keras, data/processed/test_{images,labels}.npy.
+Writes: reports/metrics.json: test accuracy and loss, per-class precision / recall / F1
+        and their macro averages (git-tracked: what `dvc metrics diff` compares);
+        reports/predictions.csv: one row per test image, columns actual,predicted
+        (for DVC's confusion-matrix plot).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
+
+from mnist_pipeline.arrays import load_split
+from mnist_pipeline.mnist import NUM_CLASSES
+from mnist_pipeline.paths import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from mnist_pipeline.stage import run_stage, staged_file, write_text_atomic
+
+PREDICT_BATCH_SIZE = 1000
+DECIMALS = 6
+
+
+def score(labels: np.ndarray, probabilities: np.ndarray, loss: float) -> dict:
+    """Accuracy, loss, per-class and macro-averaged precision / recall / F1."""
+    predicted = probabilities.argmax(axis=1)
+    classes = list(range(NUM_CLASSES))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
+    per_class = {
+        str(digit): {
+            "precision": round(float(precision[digit]), DECIMALS),
+            "recall": round(float(recall[digit]), DECIMALS),
+            "f1": round(float(f1[digit]), DECIMALS),
+            "support": int(support[digit]),
+        }
+        for digit in classes
+    }
+    macro = {
+        "precision": round(float(precision.mean()), DECIMALS),
+        "recall": round(float(recall.mean()), DECIMALS),
+        "f1": round(float(f1.mean()), DECIMALS),
+    }
+    accuracy = float((predicted == labels).mean())
+    return {
+        "test": {
+            "accuracy": round(accuracy, DECIMALS),
+            "loss": round(loss, DECIMALS),
+            "macro_avg": macro,
+            "per_class": per_class,
+        }
+    }
+
+
+def main() -> None:
+    images, labels = load_split("test")
+    from mnist_pipeline.model import keras, load_model  # keras with its backend chosen
+
+    model = load_model(MODEL_FILE)
+    probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    metrics = score(labels, probabilities, float(keras.ops.mean(loss)))
+
+    predictions = pd.DataFrame({"actual": labels, "predicted": probabilities.argmax(axis=1)})
+    with staged_file(PREDICTIONS_FILE) as tmp:
+        predictions.to_csv(tmp, index=False)
+    write_text_atomic(METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    test = metrics["test"]
+    print(f"evaluate: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

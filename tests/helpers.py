@@ -1,0 +1,114 @@
+"""Helpers for the tests: an HTTP mirror on 127.0.0.1, and copies of the project to run
+stages and DVC in."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class MirrorHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder, or misbehaves as `server.mode` says: 404, 500, truncate, garbage, stall."""
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        server = self.server
+        server.requests.append(self.path)
+        mode = server.mode
+        if mode == "ok":
+            return super().do_GET()
+        if mode in ("404", "500"):
+            return self.send_error(int(mode))
+        body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode == "truncate":
+            self.wfile.write(body[: len(body) // 2])
+        elif mode == "garbage":
+            self.wfile.write(bytes(len(body)))
+        elif mode == "stall":
+            self.wfile.write(body[:100])
+            self.wfile.flush()
+            time.sleep(server.stall_s)
+        self.close_connection = True
+
+
+class LoopbackMirror:
+    """A real HTTP server on 127.0.0.1 serving `folder` in a background thread."""
+
+    def __init__(self, folder: Path, mode: str = "ok", stall_s: float = 3.0) -> None:
+        handler = functools.partial(MirrorHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.server.mode = mode
+        self.server.stall_s = stall_s
+        self.server.requests = []
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def project_env(root: Path, **extra: str) -> dict[str, str]:
+    """Environment for running stages or DVC in a project copy at `root`: its own package
+    first on the path, no DVC analytics, no update check."""
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(root),
+        DVC_NO_ANALYTICS="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy the project's source files (what git tracks, or would) to `destination`,
+    as a fresh git repository with one commit. Data, models and caches stay behind."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listing.split("\0")):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=destination, check=True)
+    return destination
+
+
+def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `python stages/<script>.py` in the project at `root`."""
+    return subprocess.run(
+        [sys.executable, f"stages/{script}.py"],
+        cwd=root,
+        env=project_env(root, **env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -1,0 +1,211 @@
+"""params.yaml validation: each rule gives one line naming the key, the value and what
+is allowed; a stage with bad params stops before doing any work."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mnist_pipeline.params import load_params
+from mnist_pipeline.stage import StageError
+
+from .helpers import PROJECT_ROOT, copy_project, run_script
+
+DEFAULTS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def write_params(folder: Path, params: dict) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def with_value(key: str, value: object) -> dict:
+    """The default params with dotted `key` set to `value` (or removed, for ...)."""
+    params = copy.deepcopy(DEFAULTS)
+    *parents, last = key.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return params
+
+
+def test_the_committed_params_are_valid(monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)
+    params = load_params("seed", "preprocess", "model", "train")
+    assert params.train.epochs == 10 and params.train.batch_size == 128
+    assert params.model.conv_filters == [32, 64] and params.model.dense_units == 128
+
+
+CASES = [
+    # (dotted key, bad value, sections to load, what the message must say)
+    (
+        "train.epochs",
+        0,
+        "train",
+        "train.epochs = 0 is invalid: Input should be greater than or equal to 1",
+    ),
+    (
+        "train.epochs",
+        "10",
+        "train",
+        "train.epochs = '10' is invalid: Input should be a valid integer",
+    ),
+    ("train.epochs", 2.5, "train", "train.epochs = 2.5 is invalid"),
+    ("train.epochs", True, "train", "train.epochs = True is invalid"),
+    (
+        "train.batch_size",
+        0,
+        "train",
+        "train.batch_size = 0 is invalid: Input should be greater than or equal to 1",
+    ),
+    (
+        "train.learning_rate",
+        0,
+        "train",
+        "train.learning_rate = 0 is invalid: Input should be greater than 0",
+    ),
+    (
+        "train.optimizer",
+        "adamm",
+        "train",
+        "train.optimizer = 'adamm' is invalid: Input should be 'adam', 'adamw'",
+    ),
+    ("train.deterministic", "yes", "train", "train.deterministic = 'yes' is invalid"),
+    ("train.epochs", ..., "train", "train.epochs is missing; add it to params.yaml"),
+    (
+        "train.epohcs",
+        3,
+        "train",
+        "train.epohcs is not a known key; allowed: optimizer, learning_rate, epochs",
+    ),
+    (
+        "model.conv_dropout",
+        1.0,
+        "model",
+        "model.conv_dropout = 1.0 is invalid: Input should be less than 1",
+    ),
+    (
+        "model.dense_dropout",
+        -0.1,
+        "model",
+        "model.dense_dropout = -0.1 is invalid: Input should be greater than or equal to 0",
+    ),
+    ("model.dense_units", 0, "model", "model.dense_units = 0 is invalid"),
+    (
+        "model.conv_filters",
+        [],
+        "model",
+        "model.conv_filters = [] is invalid: List should have at least 1 item",
+    ),
+    (
+        "model.conv_filters",
+        [32, 0],
+        "model",
+        "model: conv_filters=[32, 0]: every entry must be >= 1",
+    ),
+    (
+        "model.kernel_size",
+        15,
+        "model",
+        "model: kernel_size=15 with 2 conv layers leaves a 0x0 map, smaller than pool_size=2",
+    ),
+    (
+        "preprocess.val_size",
+        60_000,
+        "preprocess",
+        "preprocess.val_size = 60000 is invalid: Input should be less than or equal to 59990",
+    ),
+    (
+        "preprocess.val_size",
+        5,
+        "preprocess",
+        "preprocess.val_size = 5 is invalid: Input should be greater than or equal to 10",
+    ),
+    (
+        "preprocess.max_train",
+        56_000,
+        "preprocess",
+        "preprocess: max_train=56000 exceeds the 55000 training images left after val_size=5000",
+    ),
+    ("preprocess.max_train", 0, "preprocess", "preprocess.max_train = 0 is invalid"),
+    ("seed", -1, "seed", "seed = -1 is invalid: Input should be greater than or equal to 0"),
+    ("seed", None, "seed", "seed is empty; it needs a value"),
+    (
+        "trian",
+        {"epochs": 1},
+        "train",
+        "trian is not a known section; allowed: seed, preprocess, model, train",
+    ),
+    ("train", ..., "train", "train is missing; add it"),
+    ("train", [1, 2], "train", "train = [1, 2] is invalid: Input should be a valid dictionary"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "section", "message"), CASES, ids=[c[0] + ":" + repr(c[1]) for c in CASES]
+)
+def test_bad_param_is_one_line_naming_key_value_and_rule(
+    tmp_path, monkeypatch, key, value, section, message
+):
+    write_params(tmp_path, with_value(key, value))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageError) as error:
+        load_params(section)
+    text = str(error.value)
+    assert text.startswith("params.yaml: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_a_stage_only_checks_the_sections_it_reads(tmp_path, monkeypatch):
+    write_params(tmp_path, with_value("train.epochs", 0))
+    monkeypatch.chdir(tmp_path)
+    assert (
+        load_params("seed", "preprocess").preprocess.val_size == DEFAULTS["preprocess"]["val_size"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("train: [unclosed", "params.yaml is not valid YAML at line 1"),
+        ("- 1\n- 2\n", "must be a mapping"),
+    ],
+)
+def test_unreadable_params_file_is_one_line(tmp_path, monkeypatch, content, message):
+    (tmp_path / "params.yaml").write_text(content)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageError, match=message):
+        load_params("train")
+
+
+def test_missing_params_file_says_to_run_from_project_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        StageError, match=r"params\.yaml not found: run the stages from the project root"
+    ):
+        load_params("train")
+
+
+@pytest.mark.parametrize(
+    ("stage", "key", "value"),
+    [("preprocess", "preprocess.val_size", 0), ("train", "train.epochs", 0)],
+)
+def test_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path, stage, key, value):
+    root = copy_project(tmp_path / "project")
+    write_params(root, with_value(key, value))
+    before = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)
+    result = run_script(root, stage)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{stage}: error: params.yaml: {key} = {value} is invalid: Input should be greater than or equal to "
+        + ("10" if stage == "preprocess" else "1")
+    )
+    after = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)
+    assert after == before

@@ -1,0 +1,116 @@
+"""Outputs appear whole or not at all; damaged inputs stop a stage with one line naming
+the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_pipeline.arrays import load_split, save_split
+from mnist_pipeline.paths import PROCESSED_DIR, split_files
+from mnist_pipeline.stage import StageError, staged_dir, staged_file
+
+from .helpers import copy_project, run_script
+
+
+def test_staged_dir_replaces_target_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), staged_dir(target) as staging:
+        (staging / "half.txt").write_text("half")
+        raise RuntimeError("killed halfway")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging leftovers
+
+    with staged_dir(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_staged_file_leaves_previous_file_on_failure_and_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("previous")
+    with pytest.raises(KeyboardInterrupt), staged_file(target) as tmp:
+        tmp.write_text("partial")
+        raise KeyboardInterrupt
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def write_split(tmp_path, images, labels):
+    (tmp_path / PROCESSED_DIR).mkdir(parents=True)
+    save_split(tmp_path / PROCESSED_DIR, "val", images, labels)
+
+
+def test_load_split_returns_what_save_split_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images = np.arange(3 * 784).reshape(3, 28, 28) % 256
+    write_split(tmp_path, images, np.array([1, 2, 3]))
+    loaded_images, loaded_labels = load_split("val")
+    assert loaded_images.shape == (3, 28, 28, 1) and loaded_images.dtype == np.uint8
+    np.testing.assert_array_equal(loaded_images[..., 0], images)
+    assert loaded_labels.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            "float_images",
+            "val_images.npy: expected uint8 images shaped (N, 28, 28, 1), found float64 (3, 28, 28, 1)",
+        ),
+        (
+            "flat_images",
+            "val_images.npy: expected uint8 images shaped (N, 28, 28, 1), found uint8 (3, 784)",
+        ),
+        ("short_labels", "val_labels.npy: expected 3 uint8 labels shaped (N,), found uint8 (2,)"),
+        ("bad_label", "val_labels.npy: labels must be 0-9, found 11"),
+        ("truncated", "val_images.npy: not a readable .npy array"),
+        ("not_npy", "val_images.npy: not a readable .npy array"),
+        ("missing", "val_images.npy: missing; run the preprocess stage"),
+    ],
+)
+def test_damaged_split_is_a_one_line_error_naming_the_file(tmp_path, monkeypatch, damage, message):
+    monkeypatch.chdir(tmp_path)
+    write_split(tmp_path, np.zeros((3, 28, 28)), np.array([1, 2, 3]))
+    images_file, labels_file = split_files("val")
+    if damage == "float_images":
+        np.save(images_file, np.zeros((3, 28, 28, 1)))
+    elif damage == "flat_images":
+        np.save(images_file, np.zeros((3, 784), dtype=np.uint8))
+    elif damage == "short_labels":
+        np.save(labels_file, np.array([1, 2], dtype=np.uint8))
+    elif damage == "bad_label":
+        np.save(labels_file, np.array([1, 11, 2], dtype=np.uint8))
+    elif damage == "truncated":
+        images_file.write_bytes(images_file.read_bytes()[:1000])
+    elif damage == "not_npy":
+        images_file.write_text("hello")
+    elif damage == "missing":
+        images_file.unlink()
+    with pytest.raises(StageError) as error:
+        load_split("val")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        (
+            "preprocess",
+            "data/raw/train-images-idx3-ubyte: missing; run the fetch stage (dvc repro fetch)",
+        ),
+        ("train", "data/processed/train_images.npy: missing; run the preprocess stage (dvc repro)"),
+        (
+            "evaluate",
+            "data/processed/test_images.npy: missing; run the preprocess stage (dvc repro)",
+        ),
+    ],
+)
+def test_stage_run_without_its_inputs_says_which_and_how_to_make_them(tmp_path, stage, message):
+    root = copy_project(tmp_path / "project")
+    result = run_script(root, stage)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{stage}: error: {message}"
