@@ -19,12 +19,12 @@ def save_digit_grid(
 ) -> None:
     """Draw `images` (N, 28, 28[, 1]) in a grid, each above its caption, into a PNG at `path`."""
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.4), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, caption in zip(axes.flat, images, captions, strict=False):
         axis.imshow(np.squeeze(image), cmap="gray_r", vmin=0, vmax=255)
-        axis.set_title(caption, fontsize=9)
+        axis.set_title(caption, fontsize=8)
     figure.tight_layout()
     with staged_file(path) as tmp:
         figure.savefig(tmp, dpi=80)

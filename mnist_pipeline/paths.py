@@ -16,6 +16,7 @@ TRAINING_LOG_DIR = Path("dvclive")
 REPORTS_DIR = Path("reports")
 DATASET_STATS_FILE = REPORTS_DIR / "dataset_stats.json"
 SAMPLE_GRID_FILE = REPORTS_DIR / "figures" / "samples.png"
+MISCLASSIFIED_GRID_FILE = REPORTS_DIR / "figures" / "misclassified.png"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 PREDICTIONS_FILE = REPORTS_DIR / "predictions.csv"
 

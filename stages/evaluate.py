@@ -4,7 +4,9 @@ Reads:  models/model.keras, data/processed/test_{images,labels}.npy.
 Writes: reports/metrics.json: test accuracy and loss, per-class precision / recall / F1
         and their macro averages (git-tracked: what `dvc metrics diff` compares);
         reports/predictions.csv: one row per test image, columns actual,predicted
-        (for DVC's confusion-matrix plot).
+        (for DVC's confusion-matrix plot);
+        reports/figures/misclassified.png: the test digits the model got wrong with the
+        most confidence, each with its true and predicted label.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
 from mnist_pipeline.arrays import load_split
+from mnist_pipeline.figures import save_digit_grid
 from mnist_pipeline.mnist import NUM_CLASSES
-from mnist_pipeline.paths import METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from mnist_pipeline.paths import (
+    METRICS_FILE,
+    MISCLASSIFIED_GRID_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+)
 from mnist_pipeline.stage import run_stage, staged_file, write_text_atomic
 
 PREDICT_BATCH_SIZE = 1000
 DECIMALS = 6
+MISCLASSIFIED_SHOWN = 32
 
 
 def score(labels: np.ndarray, probabilities: np.ndarray, loss: float) -> dict:
@@ -56,6 +65,19 @@ def score(labels: np.ndarray, probabilities: np.ndarray, loss: float) -> dict:
     }
 
 
+def save_misclassified_grid(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
+) -> None:
+    """The most confidently wrong test digits, captioned with true and predicted labels."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    shown = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][
+        :MISCLASSIFIED_SHOWN
+    ]
+    captions = [f"true {labels[i]}, pred {predicted[i]}" for i in shown]
+    save_digit_grid(images[shown], captions, MISCLASSIFIED_GRID_FILE)
+
+
 def main() -> None:
     images, labels = load_split("test")
     from mnist_pipeline.model import keras, load_model  # keras with its backend chosen
@@ -68,6 +90,7 @@ def main() -> None:
     predictions = pd.DataFrame({"actual": labels, "predicted": probabilities.argmax(axis=1)})
     with staged_file(PREDICTIONS_FILE) as tmp:
         predictions.to_csv(tmp, index=False)
+    save_misclassified_grid(images, labels, probabilities)
     write_text_atomic(METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     test = metrics["test"]
     print(f"evaluate: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
