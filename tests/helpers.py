@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SMALL = {"preprocess": {"max_train": 2000}, "train": {"epochs": 1}}  # params for a quick run
 
 
 class MirrorHandler(http.server.SimpleHTTPRequestHandler):
@@ -74,6 +78,10 @@ def project_env(root: Path, **extra: str) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(root),
         DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.com",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     env.update(extra)
@@ -95,11 +103,43 @@ def copy_project(destination: Path) -> Path:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=destination, check=True)
+    env = project_env(destination)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run(["git", *command], cwd=destination, env=env, check=True)
     return destination
+
+
+def set_params(root: Path, changes: dict) -> None:
+    """Update sections of params.yaml in the project at `root`, e.g. {"train": {"epochs": 1}}."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `dvc <args>` in the project at `root`; fail the test, with DVC's output, if it fails."""
+    result = subprocess.run(
+        ["dvc", *args],
+        cwd=root,
+        env=project_env(root, **env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def stages_run(dvc_output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
+    return re.findall(r"Running stage '(\w+)'", dvc_output)
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, env=project_env(root), capture_output=True, text=True, check=True
+    ).stdout
 
 
 def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProcess:

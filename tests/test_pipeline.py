@@ -4,42 +4,14 @@ over HTTP from a server on 127.0.0.1 that serves the real MNIST files."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 
 import pandas as pd
 import pytest
 import yaml
 
-from .helpers import PROJECT_ROOT, copy_project, project_env
+from .helpers import PROJECT_ROOT, SMALL, copy_project, run_dvc, set_params, stages_run
 
 pytestmark = pytest.mark.slow
-
-SMALL = {"preprocess": {"max_train": 2000}, "train": {"epochs": 1}}
-
-
-def set_params(root, changes: dict) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def dvc(root, *args: str, mirror_url: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["dvc", *args],
-        cwd=root,
-        env=project_env(root, MNIST_MIRROR=mirror_url),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
 
 
 def lock_entry(lock_text: str, stage: str) -> dict:
@@ -54,7 +26,7 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
     mirror = serve(mnist_mirror)
     url = mirror.url
 
-    first = dvc(root, "repro", mirror_url=url)
+    first = run_dvc(root, "repro", MNIST_MIRROR=url)
     assert stages_run(first.stdout) == ["fetch", "preprocess", "train", "evaluate"]
     assert len(mirror.requests) == 4  # the real download path, over HTTP
 
@@ -80,21 +52,24 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
         committed_lock, "fetch"
     )
 
-    again = dvc(root, "repro", mirror_url=url)
+    again = run_dvc(root, "repro", MNIST_MIRROR=url)
     assert stages_run(again.stdout) == []
     assert (
-        dvc(root, "status", mirror_url=url).stdout.strip() == "Data and pipelines are up to date."
+        run_dvc(root, "status", MNIST_MIRROR=url).stdout.strip()
+        == "Data and pipelines are up to date."
     )
 
     set_params(root, {"train": {"epochs": 2}})
-    changed = dvc(root, "repro", mirror_url=url)
+    changed = run_dvc(root, "repro", MNIST_MIRROR=url)
     assert stages_run(changed.stdout) == ["train", "evaluate"]
     assert json.loads((root / "dvclive/metrics.json").read_text())["step"] == 1
 
     # Same params and seed: retraining from scratch gives byte-identical metrics.
     metrics_before = (root / "reports/metrics.json").read_bytes()
     log_before = (root / "dvclive/metrics.json").read_bytes()
-    rerun = dvc(root, "repro", "--force", "--single-item", "train", "evaluate", mirror_url=url)
+    rerun = run_dvc(
+        root, "repro", "--force", "--single-item", "train", "evaluate", MNIST_MIRROR=url
+    )
     assert stages_run(rerun.stdout) == ["train", "evaluate"]
     assert (root / "reports/metrics.json").read_bytes() == metrics_before
     assert (root / "dvclive/metrics.json").read_bytes() == log_before
