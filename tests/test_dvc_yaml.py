@@ -13,7 +13,8 @@ from mnist_pipeline import paths
 
 from .helpers import PROJECT_ROOT
 
-PIPELINE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+DVC_YAML = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+PIPELINE = DVC_YAML["stages"]
 PACKAGE = "mnist_pipeline"
 
 
@@ -96,7 +97,9 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
         str(paths.PROCESSED_DIR), str(paths.DATASET_STATS_FILE), str(paths.SAMPLE_GRID_FILE)
     }  # fmt: skip
     assert out_paths(PIPELINE["train"]) == {str(paths.MODEL_FILE), str(paths.TRAINING_LOG_DIR)}
-    assert out_paths(PIPELINE["evaluate"]) == {str(paths.METRICS_FILE), str(paths.PREDICTIONS_FILE)}
+    assert out_paths(PIPELINE["evaluate"]) == {
+        str(paths.METRICS_FILE), str(paths.PREDICTIONS_FILE), str(paths.MISCLASSIFIED_GRID_FILE)
+    }  # fmt: skip
 
     def data_deps(name: str) -> set[str]:
         return set(PIPELINE[name]["deps"]) - code_deps(PIPELINE[name])
@@ -110,3 +113,21 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
 def test_test_metrics_are_committed_to_git_not_cached():
     (metrics,) = PIPELINE["evaluate"]["metrics"]
     assert metrics == {str(paths.METRICS_FILE): {"cache": False}}
+
+
+def is_stage_output(path: str) -> bool:
+    outs = {out for stage in PIPELINE.values() for out in out_paths(stage)}
+    return any(path == out or path.startswith(f"{out}/") for out in outs)
+
+
+def test_every_top_level_metric_and_plot_is_a_stage_output():
+    plot_files = []
+    for plot in DVC_YAML["plots"]:
+        if isinstance(plot, str):
+            plot_files.append(plot)
+        else:
+            (definition,) = plot.values()
+            plot_files += list(definition["y"])
+    assert len(plot_files) == 7
+    for path in DVC_YAML["metrics"] + plot_files:
+        assert is_stage_output(path), path
