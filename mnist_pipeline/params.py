@@ -6,7 +6,7 @@ every value a stage uses. Each stage loads only the sections it reads.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,21 +39,19 @@ class PreprocessParams(_Section):
 
 
 class ModelParams(_Section):
-    conv_filters: list[int] = Field(min_length=1, max_length=6)
+    conv_filters: list[Annotated[int, Field(ge=1, le=512)]] = Field(min_length=1, max_length=6)
     kernel_size: int = Field(ge=1, le=IMAGE_SIZE)
     pool_size: int = Field(ge=1, le=IMAGE_SIZE)
     conv_dropout: float = Field(ge=0, lt=1)
-    dense_units: int = Field(ge=1, le=65536)
+    dense_units: int = Field(ge=1, le=4096)
     dense_dropout: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> ModelParams:
-        if any(f < 1 for f in self.conv_filters):
-            raise ValueError(f"conv_filters={self.conv_filters}: every entry must be >= 1")
         side = IMAGE_SIZE - len(self.conv_filters) * (self.kernel_size - 1)
         if side < self.pool_size:
             raise ValueError(
-                f"kernel_size={self.kernel_size} with {len(self.conv_filters)} conv layers "
+                f"kernel_size={self.kernel_size} with conv_filters={self.conv_filters} "
                 f"leaves a {max(side, 0)}x{max(side, 0)} map, smaller than "
                 f"pool_size={self.pool_size}"
             )

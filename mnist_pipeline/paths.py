@@ -12,6 +12,8 @@ PROCESSED_DIR = Path("data/processed")
 
 MODEL_FILE = Path("models/model.keras")
 TRAINING_LOG_DIR = Path("dvclive")
+# Not a DVC output (DVC deletes those before a rerun): removed after a successful train.
+CHECKPOINT_DIR = Path(".checkpoints/train")
 
 REPORTS_DIR = Path("reports")
 DATASET_STATS_FILE = REPORTS_DIR / "dataset_stats.json"

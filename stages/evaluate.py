@@ -83,6 +83,7 @@ def main() -> None:
     from mnist_pipeline.model import keras, load_model  # keras with its backend chosen
 
     model = load_model(MODEL_FILE)
+    print(f"evaluate: scoring {MODEL_FILE} on {len(labels):,} test images", flush=True)
     probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
     metrics = score(labels, probabilities, float(keras.ops.mean(loss)))

@@ -70,6 +70,7 @@ def describe(images: np.ndarray, labels: np.ndarray) -> dict:
 
 def main() -> None:
     params = load_params("seed", "preprocess")
+    print(f"preprocess: checking the MNIST files in {RAW_DIR}", flush=True)
     images = read_idx(RAW_DIR / TRAIN_IMAGES.name, TRAIN_IMAGES)
     labels = read_idx(RAW_DIR / TRAIN_LABELS.name, TRAIN_LABELS)
     test_images = read_idx(RAW_DIR / TEST_IMAGES.name, TEST_IMAGES)

@@ -3,18 +3,30 @@
 Reads:  data/processed/{train,val}_{images,labels}.npy; params seed, model.*, train.*.
 Writes: models/model.keras (Keras native format; takes raw 0-255 pixels),
         dvclive/ (per-epoch loss and accuracy, training and validation, via DVCLive).
+
+After every epoch the full training state is checkpointed to .checkpoints/train/, so a
+run that is killed resumes after its last finished epoch, with the same result as an
+uninterrupted run. The checkpoint is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+import time
+from pathlib import Path
 
+import numpy as np
 from dvclive import Live
 
+from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
 from mnist_pipeline.params import load_params
-from mnist_pipeline.paths import MODEL_FILE, TRAINING_LOG_DIR
-from mnist_pipeline.stage import run_stage, staged_dir, staged_file
+from mnist_pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, TRAINING_LOG_DIR, split_files
+from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
+
+CODE = [Path(__file__), *sorted(Path(checkpoint.__file__).parent.glob("*.py"))]
+DATA = [path for split in ("train", "val") for path in split_files(split)]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -28,52 +40,93 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def log_epoch(live: Live, logs: dict[str, float]) -> None:
-    """Log one epoch's Keras metrics to DVCLive as train/<name> and val/<name>."""
-    for name, value in logs.items():
-        split = "val" if name.startswith("val_") else "train"
-        live.log_metric(f"{split}/{name.removeprefix('val_')}", float(value))
-    live.next_step()
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The shuffle of one epoch: a function of seed and epoch alone, so a resumed run
+    sees the same batches as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def write_training_log(history: list[dict[str, float]]) -> None:
+    """DVCLive files: train/<metric> and val/<metric> per epoch, and the last epoch's summary."""
+    with staged_dir(TRAINING_LOG_DIR) as log_dir:
+        live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
+        for logs in history:
+            for name, value in logs.items():
+                split = "val" if name.startswith("val_") else "train"
+                live.log_metric(f"{split}/{name.removeprefix('val_')}", value)
+            live.next_step()
+        live.end()
 
 
 def main() -> None:
     params = load_params("seed", "model", "train")
     x_train, y_train = load_split("train")
     x_val, y_val = load_split("val")
+    settings = params.model_dump(include={"seed", "model", "train"})
+    run_fingerprint = checkpoint.fingerprint(settings, CODE + DATA)
+    state, note = checkpoint.load(CHECKPOINT_DIR, run_fingerprint)
+    if note:
+        print(f"train: {note}")
 
     from mnist_pipeline.model import build_model, keras  # keras with its backend chosen
 
     seed_everything(params.seed, params.train.deterministic)
     model = build_model(params.model)
-    model.compile(
-        optimizer=keras.optimizers.get(
-            {
-                "class_name": params.train.optimizer,
-                "config": {"learning_rate": params.train.learning_rate},
-            }
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    optimizer = keras.optimizers.get(
+        {
+            "class_name": params.train.optimizer,
+            "config": {"learning_rate": params.train.learning_rate},
+        }
     )
-    model.summary()
-
-    with staged_dir(TRAINING_LOG_DIR) as log_dir:
-        live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
-        model.fit(
-            x_train,
-            y_train,
-            batch_size=params.train.batch_size,
-            epochs=params.train.epochs,
-            validation_data=(x_val, y_val),
-            shuffle=True,
-            callbacks=[
-                keras.callbacks.LambdaCallback(on_epoch_end=lambda _, logs: log_epoch(live, logs))
-            ],
-            verbose=1 if sys.stdout.isatty() else 2,
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if state is None:
+        model.summary()
+    optimizer.build(model.trainable_variables)
+    history: list[dict[str, float]] = []
+    if state is not None:
+        for variable, value in zip(model.variables, state.model_variables, strict=True):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
+            variable.assign(value)
+        history = state.history
+        print(
+            f"train: resuming after epoch {state.epochs_done} of {params.train.epochs} (checkpoint in {CHECKPOINT_DIR})"
         )
-        live.end()
-        with staged_file(MODEL_FILE) as tmp:
-            model.save(tmp)
+    else:
+        model.summary()
+
+    epochs = params.train.epochs
+    for epoch in range(len(history), epochs):
+        started = time.perf_counter()
+        order = epoch_order(params.seed, epoch, len(y_train))
+        result = model.fit(
+            x_train[order],
+            y_train[order],
+            batch_size=params.train.batch_size,
+            validation_data=(x_val, y_val),
+            shuffle=False,
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+        history.append({name: float(values[-1]) for name, values in result.history.items()})
+        if not math.isfinite(history[-1]["loss"]):
+            raise StageError(
+                f"training diverged: loss {history[-1]['loss']} in epoch {epoch + 1}; "
+                f"try a smaller train.learning_rate than {params.train.learning_rate}"
+            )
+        to_save = [v.numpy() for v in model.variables], [v.numpy() for v in optimizer.variables]
+        checkpoint.save(
+            CHECKPOINT_DIR, run_fingerprint, checkpoint.Checkpoint(epoch + 1, history, *to_save)
+        )
+        logged = " - ".join(f"{name} {value:.4f}" for name, value in history[-1].items())
+        print(
+            f"train: epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f} s - {logged}",
+            flush=True,
+        )
+
+    write_training_log(history)
+    with staged_file(MODEL_FILE) as tmp:
+        model.save(tmp)
+    checkpoint.clear(CHECKPOINT_DIR)
     print(f"train: saved {MODEL_FILE}")
 
 

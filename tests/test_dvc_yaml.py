@@ -110,9 +110,9 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
     assert data_deps("evaluate") == test_files | {str(paths.MODEL_FILE)}
 
 
-def test_test_metrics_are_committed_to_git_not_cached():
+def test_test_metrics_are_committed_to_git_and_survive_a_failed_evaluate():
     (metrics,) = PIPELINE["evaluate"]["metrics"]
-    assert metrics == {str(paths.METRICS_FILE): {"cache": False}}
+    assert metrics == {str(paths.METRICS_FILE): {"cache": False, "persist": True}}
 
 
 def is_stage_output(path: str) -> bool:

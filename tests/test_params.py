@@ -4,10 +4,14 @@ is allowed; a stage with bad params stops before doing any work."""
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mnist_pipeline.params import load_params
 from mnist_pipeline.stage import StageError
@@ -107,13 +111,13 @@ CASES = [
         "model.conv_filters",
         [32, 0],
         "model",
-        "model: conv_filters=[32, 0]: every entry must be >= 1",
+        "model.conv_filters.1 = 0 is invalid: Input should be greater than or equal to 1",
     ),
     (
         "model.kernel_size",
         15,
         "model",
-        "model: kernel_size=15 with 2 conv layers leaves a 0x0 map, smaller than pool_size=2",
+        "model: kernel_size=15 with conv_filters=[32, 64] leaves a 0x0 map, smaller than pool_size=2",
     ),
     (
         "preprocess.val_size",
@@ -209,3 +213,64 @@ def test_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path, 
     )
     after = sorted(p.relative_to(root) for p in root.rglob("*") if ".git" not in p.parts)
     assert after == before
+
+
+SECTION_KEYS = [
+    f"{section}.{key}"
+    for section, keys in DEFAULTS.items()
+    if isinstance(keys, dict)
+    for key in keys
+]
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.lists(st.integers(min_value=-5, max_value=5000), max_size=8),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+MUTATION = st.tuples(
+    st.sampled_from(["set", "delete", "add"]),
+    st.sampled_from([*SECTION_KEYS, *DEFAULTS]),
+    ANY_VALUE,
+)
+
+
+def mutate(params: dict, operation: str, key: str, value: object) -> str:
+    """Apply one mutation; return the dotted key it touched."""
+    *parents, last = key.split(".")
+    node = params
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            return key  # an earlier mutation replaced or removed the section
+        node = node[part]
+    if operation == "add":
+        last = f"{last}_typo"
+        node[last] = value
+    elif operation == "delete":
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return ".".join([*parents, last])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(MUTATION, min_size=1, max_size=3))
+def test_any_params_file_validates_or_fails_with_one_line_naming_a_touched_key(mutations):
+    params = copy.deepcopy(DEFAULTS)
+    touched = [mutate(params, *mutation) for mutation in mutations]
+    with tempfile.TemporaryDirectory() as folder:
+        write_params(Path(folder), params)
+        previous = os.getcwd()
+        os.chdir(folder)
+        try:
+            load_params(*DEFAULTS)
+        except StageError as error:
+            message = str(error)
+            assert "\n" not in message and message.startswith("params.yaml")
+            # The full key or its own name, not just the section it sits in.
+            names = {key for key in touched} | {key.split(".")[-1] for key in touched}
+            assert any(name in message for name in names), (message, touched)
+        finally:
+            os.chdir(previous)

@@ -1,0 +1,315 @@
+"""Breaking things on purpose: a killed training run resumes, Ctrl-C in any stage leaves
+nothing half-written and dvc.lock untouched, a second `dvc repro` is refused while one
+runs, corrupt inputs and full or read-only folders give one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_pipeline.paths import CHECKPOINT_DIR
+
+from .helpers import (
+    SMALL,
+    copy_project,
+    git,
+    project_env,
+    run_dvc,
+    run_script,
+    set_params,
+    stages_run,
+)
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def built(mnist_mirror, tmp_path_factory) -> Path:
+    """A project copy, built once by an uninterrupted `dvc repro` (small subset, 3 epochs)
+    and committed. Each test leaves it up to date again."""
+    root = copy_project(tmp_path_factory.mktemp("failures") / "project")
+    set_params(root, {**SMALL, "train": {"epochs": EPOCHS}})
+    run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "built")
+    return root
+
+
+def training_results(root: Path) -> tuple[bytes, bytes]:
+    return (root / "reports/metrics.json").read_bytes(), (
+        root / "dvclive/metrics.json"
+    ).read_bytes()
+
+
+def error_lines(stderr: str, stage: str) -> list[str]:
+    """The stage's own lines on stderr (TensorFlow's native notes aside), checking that
+    Python printed no traceback."""
+    assert "Traceback" not in stderr
+    return [line for line in stderr.splitlines() if line.startswith(f"{stage}:")]
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Staging files or folders that a stage failed to clean up."""
+    return [p for p in root.rglob(".*.tmp*") if ".git" not in p.parts and ".dvc" not in p.parts]
+
+
+@contextmanager
+def dvc_in_background(root: Path, *args: str, **env: str) -> Iterator[subprocess.Popen]:
+    """`dvc <args>` in its own process group (like a terminal's foreground job)."""
+    process = subprocess.Popen(
+        ["dvc", *args],
+        cwd=root,
+        env=project_env(root, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        process.stdout.close()
+
+
+def read_until(process: subprocess.Popen, marker: str) -> str:
+    """Read the process's output up to and including the first line holding `marker`."""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(seen)}")
+
+
+def restore_committed_run(root: Path) -> None:
+    git(root, "checkout", "--", "params.yaml", "dvc.lock", "reports/metrics.json")
+    run_dvc(root, "checkout")  # the committed run's outputs, from the cache
+    assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_killed_training_resumes_after_its_last_epoch_with_identical_results(built):
+    set_params(built, {"train": {"learning_rate": 0.0015}})  # a run DVC has not seen yet
+    with dvc_in_background(built, "repro") as process:
+        read_until(process, f"train: epoch 2/{EPOCHS}")
+        os.killpg(process.pid, signal.SIGKILL)
+    state = json.loads((built / CHECKPOINT_DIR / "state.json").read_text())
+    assert state["epochs_done"] == 2
+
+    resumed = run_dvc(built, "repro")
+    assert stages_run(resumed.stdout) == ["train", "evaluate"]
+    assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
+    assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
+    assert not (built / CHECKPOINT_DIR).exists()  # removed after the successful run
+    after_resume = training_results(built)
+
+    uninterrupted = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
+    assert "resuming" not in uninterrupted.stdout and "train: epoch 1/" in uninterrupted.stdout
+    assert training_results(built) == after_resume
+    restore_committed_run(built)
+
+
+def test_checkpoint_from_other_params_is_reported_and_not_resumed(built):
+    with dvc_in_background(built, "repro", "--force", "--single-item", "train") as process:
+        read_until(process, f"train: epoch 1/{EPOCHS}")
+        os.killpg(process.pid, signal.SIGKILL)
+    assert (built / CHECKPOINT_DIR).exists()
+    set_params(built, {"train": {"learning_rate": 0.002}})
+    fresh = run_dvc(built, "repro")
+    assert (
+        "ignoring the checkpoint in .checkpoints/train: it was made with other params"
+        in fresh.stdout
+    )
+    assert "resuming" not in fresh.stdout and "train: epoch 1/" in fresh.stdout
+    restore_committed_run(built)
+
+
+@pytest.mark.parametrize(
+    ("stage", "marker"),
+    [
+        ("fetch", None),  # stalls on a mirror that never finishes sending
+        ("preprocess", "preprocess: checking the MNIST files"),
+        ("train", "train: epoch 1/"),
+        ("evaluate", "evaluate: scoring"),
+    ],
+)
+def test_ctrl_c_in_a_stage_is_one_line_no_partial_output_and_no_lock_change(
+    built, serve, mnist_mirror, stage, marker
+):
+    lock_before = (built / "dvc.lock").read_bytes()
+    metrics_before = (built / "reports/metrics.json").read_bytes()
+    stalling = serve(mnist_mirror, mode="stall", stall_s=30)
+    env = {"MNIST_MIRROR": stalling.url, "MNIST_TIMEOUT": "60"}
+    with dvc_in_background(built, "repro", "--force", "--single-item", stage, **env) as process:
+        if marker is None:
+            read_until(process, "Running stage 'fetch'")
+            while not stalling.requests:
+                pass
+        else:
+            read_until(process, marker)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest = process.stdout.read()
+        assert process.wait(timeout=60) != 0
+    assert f"{stage}: interrupted, no output written" in rest
+    assert "Traceback" not in rest
+    assert (built / "dvc.lock").read_bytes() == lock_before
+    assert (built / "reports/metrics.json").read_bytes() == metrics_before  # git's copy, kept
+    assert leftovers(built) == []
+    run_dvc(built, "checkout")  # DVC removed the stage's cached outputs; they come back
+    assert run_dvc(built, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_second_dvc_repro_is_refused_while_the_first_runs(built):
+    baseline = training_results(built)
+    with dvc_in_background(built, "repro", "--force", "--single-item", "train") as first:
+        read_until(first, "> python stages/train.py")
+        second = subprocess.run(
+            ["dvc", "repro"],
+            cwd=built,
+            env=project_env(built),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        assert "is busy, it is being blocked by" in second.stderr  # DVC's lock on the outputs
+        assert "Running stage" not in second.stdout
+        first.stdout.read()
+        assert first.wait(timeout=300) == 0
+    run_dvc(built, "repro")  # evaluate, for the retrained model
+    assert training_results(built) == baseline
+    assert run_dvc(built, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+def fresh_copy_with(built: Path, tmp_path: Path, *paths: str) -> Path:
+    """A new project copy holding the given outputs of `built`."""
+    root = copy_project(tmp_path / "project")
+    set_params(root, {**SMALL, "train": {"epochs": 1}})
+    for path in paths:
+        source, target = built / path, root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    return root
+
+
+def flip_a_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("stage", "damage", "message"),
+    [
+        (
+            "preprocess",
+            "truncate_idx",
+            "data/raw/train-labels-idx1-ubyte: truncated: 29992 data bytes, the header says 60000",
+        ),
+        (
+            "preprocess",
+            "flip_idx_pixel",
+            "data/raw/train-images-idx3-ubyte: contents differ from the published MNIST file (sha256 mismatch)",
+        ),
+        (
+            "preprocess",
+            "flip_idx_magic",
+            "data/raw/t10k-labels-idx1-ubyte: bad magic number 0x00000901",
+        ),
+        (
+            "train",
+            "npy_dtype",
+            "data/processed/val_images.npy: expected uint8 images shaped (N, 28, 28, 1), found float32",
+        ),
+        (
+            "train",
+            "npy_shape",
+            "data/processed/train_labels.npy: expected 2000 uint8 labels shaped (N,), found uint8 (2000, 1)",
+        ),
+        ("evaluate", "half_model", "models/model.keras: not a readable Keras model"),
+    ],
+)
+def test_corrupt_input_to_a_stage_is_one_line_naming_the_file(
+    built, tmp_path, stage, damage, message
+):
+    root = fresh_copy_with(built, tmp_path, "data/raw", "data/processed", "models/model.keras")
+    if damage == "truncate_idx":
+        path = root / "data/raw/train-labels-idx1-ubyte"
+        path.write_bytes(path.read_bytes()[: 8 + 29992])
+    elif damage == "flip_idx_pixel":
+        flip_a_bit(root / "data/raw/train-images-idx3-ubyte", 16 + 28 * 14 + 14)
+    elif damage == "flip_idx_magic":
+        flip_a_bit(root / "data/raw/t10k-labels-idx1-ubyte", 2)
+    elif damage == "npy_dtype":
+        np.save(root / "data/processed/val_images.npy", np.zeros((10, 28, 28, 1), dtype=np.float32))
+    elif damage == "npy_shape":
+        labels = np.load(root / "data/processed/train_labels.npy")
+        np.save(root / "data/processed/train_labels.npy", labels.reshape(-1, 1))
+    elif damage == "half_model":
+        path = root / "models/model.keras"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    before = {
+        p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+    result = run_script(root, stage)
+    assert result.returncode == 1
+    (error,) = error_lines(result.stderr, stage)
+    assert error.startswith(f"{stage}: error: {message}")
+    after = {
+        p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+    assert after == before  # nothing written, nothing removed
+
+
+@contextmanager
+def small_tmpfs(folder: Path, read_only: bool = False) -> Iterator[None]:
+    """Mount a 1 MiB tmpfs on `folder` (needs root); skips the test where that fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    options = "size=1m" + (",ro" if read_only else "")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs root on Linux"
+)
+@pytest.mark.parametrize(
+    ("stage", "folder", "read_only", "message"),
+    [
+        ("train", "models", False, "No space left on device"),
+        ("evaluate", "reports", True, "Read-only file system"),
+    ],
+)
+def test_full_or_read_only_output_folder_is_one_line_and_leaves_no_half_file(
+    built, tmp_path, stage, folder, read_only, message
+):
+    root = fresh_copy_with(built, tmp_path, "data/processed", "models/model.keras")
+    if folder == "models":
+        (root / "models/model.keras").unlink()
+    with small_tmpfs(root / folder, read_only):
+        result = run_script(root, stage)
+        assert result.returncode == 1
+        (error,) = error_lines(result.stderr, stage)
+        assert error.startswith(f"{stage}: error: ") and message in error
+        assert list((root / folder).iterdir()) == []  # no half-written file
