@@ -64,6 +64,7 @@ class TrainParams(_Section):
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=TRAIN_COUNT)
     deterministic: bool
+    distribution: Literal["none", "data_parallel"]
 
 
 class Params(_Section):

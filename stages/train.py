@@ -15,15 +15,19 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from dvclive import Live
 
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
-from mnist_pipeline.params import load_params
+from mnist_pipeline.params import Params, load_params
 from mnist_pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, TRAINING_LOG_DIR, split_files
 from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
+
+if TYPE_CHECKING:
+    import keras
 
 CODE = [Path(__file__), *sorted(Path(checkpoint.__file__).parent.glob("*.py"))]
 DATA = [path for split in ("train", "val") for path in split_files(split)]
@@ -58,19 +62,10 @@ def write_training_log(history: list[dict[str, float]]) -> None:
         live.end()
 
 
-def main() -> None:
-    params = load_params("seed", "model", "train")
-    x_train, y_train = load_split("train")
-    x_val, y_val = load_split("val")
-    settings = params.model_dump(include={"seed", "model", "train"})
-    run_fingerprint = checkpoint.fingerprint(settings, CODE + DATA)
-    state, note = checkpoint.load(CHECKPOINT_DIR, run_fingerprint)
-    if note:
-        print(f"train: {note}")
+def compiled_model(params: Params, state: checkpoint.Checkpoint | None) -> keras.Model:
+    """The CNN and its optimizer: fresh, or with every variable restored from a checkpoint."""
+    from mnist_pipeline.model import build_model, keras
 
-    from mnist_pipeline.model import build_model, keras  # keras with its backend chosen
-
-    seed_everything(params.seed, params.train.deterministic)
     model = build_model(params.model)
     optimizer = keras.optimizers.get(
         {
@@ -81,19 +76,35 @@ def main() -> None:
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if state is None:
         model.summary()
+        return model
     optimizer.build(model.trainable_variables)
-    history: list[dict[str, float]] = []
+    for variable, value in zip(model.variables, state.model_variables, strict=True):
+        variable.assign(value)
+    for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
+        variable.assign(value)
+    return model
+
+
+def main() -> None:
+    params = load_params("seed", "model", "train")
+    x_train, y_train = load_split("train")
+    x_val, y_val = load_split("val")
+    settings = params.model_dump(include={"seed", "model", "train"})
+    run_fingerprint = checkpoint.fingerprint(settings, CODE + DATA)
+    state, note = checkpoint.load(CHECKPOINT_DIR, run_fingerprint)
+    if note:
+        print(f"train: {note}")
+
+    from mnist_pipeline.distribution import distribution_scope  # imports keras
+
+    seed_everything(params.seed, params.train.deterministic)
+    with distribution_scope(params.train.distribution):
+        model = compiled_model(params, state)
+    history = state.history if state is not None else []
     if state is not None:
-        for variable, value in zip(model.variables, state.model_variables, strict=True):
-            variable.assign(value)
-        for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
-            variable.assign(value)
-        history = state.history
         print(
             f"train: resuming after epoch {state.epochs_done} of {params.train.epochs} (checkpoint in {CHECKPOINT_DIR})"
         )
-    else:
-        model.summary()
 
     epochs = params.train.epochs
     for epoch in range(len(history), epochs):
@@ -113,7 +124,10 @@ def main() -> None:
                 f"training diverged: loss {history[-1]['loss']} in epoch {epoch + 1}; "
                 f"try a smaller train.learning_rate than {params.train.learning_rate}"
             )
-        to_save = [v.numpy() for v in model.variables], [v.numpy() for v in optimizer.variables]
+        to_save = (
+            [v.numpy() for v in model.variables],
+            [v.numpy() for v in model.optimizer.variables],
+        )
         checkpoint.save(
             CHECKPOINT_DIR, run_fingerprint, checkpoint.Checkpoint(epoch + 1, history, *to_save)
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import LoopbackMirror
+from .helpers import SMALL, LoopbackMirror, copy_project, git, run_dvc, set_params
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,15 @@ def serve() -> Iterator:
     yield start
     for mirror in mirrors:
         mirror.close()
+
+
+@pytest.fixture(scope="session")
+def trained_project(mnist_mirror, tmp_path_factory) -> Path:
+    """A project copy with the whole pipeline run (small subset, 2 epochs) and committed.
+    Tests only read it, or work in clones of it."""
+    root = copy_project(tmp_path_factory.mktemp("trained") / "project")
+    set_params(root, {**SMALL, "train": {"epochs": 2}})
+    run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "trained on a small subset")
+    return root

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 
 PLOT_TITLES = ("Loss per epoch", "Accuracy per epoch", "Test confusion matrix")
 IMAGE_PLOTS = ("reports/figures/samples.png", "reports/figures/misclassified.png")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,38 @@
+"""Where the model is built and trained: on one device, or data-parallel across every
+local accelerator with the backend's own engine (`train.distribution` in params.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mnist_pipeline.model import keras
+from mnist_pipeline.stage import StageError
+
+
+@contextmanager
+def distribution_scope(kind: str) -> Iterator[None]:
+    """Build, compile and restore the model inside this block.
+
+    "data_parallel" replicates the model on every local device and splits each batch
+    between them: tf.distribute.MirroredStrategy on TensorFlow, keras.distribution.
+    DataParallel on JAX. With one device (a CPU) the same code path runs with one replica.
+    """
+    if kind == "none":
+        yield
+        return
+    backend = keras.backend.backend()
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        yield
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        print(f"train: data-parallel over {strategy.num_replicas_in_sync} device(s)")
+        with strategy.scope():
+            yield
+    else:
+        raise StageError(
+            f"train.distribution = {kind!r} is not supported on the {backend} backend; use 'none'"
+        )
