@@ -42,13 +42,18 @@ class ModelParams(_Section):
     conv_filters: list[Annotated[int, Field(ge=1, le=512)]] = Field(min_length=1, max_length=6)
     kernel_size: int = Field(ge=1, le=IMAGE_SIZE)
     pool_size: int = Field(ge=1, le=IMAGE_SIZE)
+    pooling: Literal["after_last", "after_each"]
     conv_dropout: float = Field(ge=0, lt=1)
     dense_units: int = Field(ge=1, le=4096)
     dense_dropout: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> ModelParams:
-        side = IMAGE_SIZE - len(self.conv_filters) * (self.kernel_size - 1)
+        side = IMAGE_SIZE
+        for _ in self.conv_filters:
+            side -= self.kernel_size - 1
+            if self.pooling == "after_each" and side >= self.pool_size:
+                side //= self.pool_size
         if side < self.pool_size:
             raise ValueError(
                 f"kernel_size={self.kernel_size} with conv_filters={self.conv_filters} "

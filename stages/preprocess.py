@@ -54,11 +54,12 @@ def split_indices(
 
 
 def describe(images: np.ndarray, labels: np.ndarray) -> dict:
-    """Counts per class and the pixel mean/std after /255, computed exactly from a histogram."""
-    histogram = np.bincount(images.ravel(), minlength=256).astype(np.float64)
-    values = np.arange(256) / 255.0
-    mean = float(histogram @ values / histogram.sum())
-    std = float(np.sqrt(histogram @ (values - mean) ** 2 / histogram.sum()))
+    """Counts per class and the pixel mean/std after /255, in exact integer sums."""
+    pixels = images.reshape(-1)
+    total = float(pixels.sum(dtype=np.uint64))
+    squares = float(np.square(pixels, dtype=np.uint32).sum(dtype=np.uint64))
+    mean = total / pixels.size / 255
+    std = float(np.sqrt(max(squares / pixels.size / 255**2 - mean**2, 0.0)))
     counts = np.bincount(labels, minlength=NUM_CLASSES)
     return {
         "count": len(labels),

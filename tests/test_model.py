@@ -14,6 +14,7 @@ SEED_MODEL = ModelParams(
     conv_filters=[32, 64],
     kernel_size=3,
     pool_size=2,
+    pooling="after_last",
     conv_dropout=0.25,
     dense_units=128,
     dense_dropout=0.5,
@@ -78,3 +79,16 @@ def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_pat
 def test_missing_model_says_to_run_train(tmp_path):
     with pytest.raises(StageError, match=r"model\.keras: missing; run the train stage"):
         load_model(tmp_path / "model.keras")
+
+
+def test_pooling_after_each_conv_shrinks_the_maps_as_it_goes():
+    model = build_model(SEED_MODEL.model_copy(update={"pooling": "after_each"}))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:5] == ["Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D"]
+    assert [layer.output.shape[1:] for layer in model.layers[1:5]] == [
+        (26, 26, 32),
+        (13, 13, 32),
+        (11, 11, 64),
+        (5, 5, 64),
+    ]
+    assert model.count_params() == 320 + 18_496 + (5 * 5 * 64 * 128 + 128) + 1_290

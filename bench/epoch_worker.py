@@ -1,0 +1,96 @@
+"""One training run in its own process, timing its steady-state epochs: the building
+block of bench/run.py and bench/levers.py (TensorFlow's settings are per process).
+
+    python bench/epoch_worker.py '{"path": "seed", "epochs": 2}'
+
+path "seed": the seed tutorial's code as written: float64 arrays (pixels / 255) straight
+into model.fit with Keras's own shuffling ("input": "float32" for the float32 lever).
+path "ours": the train stage's way: uint8 arrays, the 1/255 inside the model, a seeded
+permutation per epoch. Other levers: batch_size, bf16, deterministic, threads.
+Prints one JSON line: per-epoch wall and CPU seconds after the first epoch, and the
+test accuracy at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+config = {"path": "ours", "epochs": 2, "batch_size": 128, "input": "uint8", "bf16": False}
+config |= {"deterministic": True, "threads": 0, "seed": 42}
+config |= json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+if config["threads"]:
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(config["threads"])
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+
+from mnist_pipeline.arrays import load_split  # noqa: E402
+from mnist_pipeline.model import build_model, keras  # noqa: E402
+from mnist_pipeline.params import load_params  # noqa: E402
+
+keras.utils.set_random_seed(config["seed"])
+if config["deterministic"]:
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+if config["bf16"]:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+x_train, y_train = load_split("train")
+x_test, y_test = load_split("test")
+layers = keras.layers
+if config["path"] == "seed":  # the tutorial's model and data, verbatim in spirit
+    dtype = "float64" if config["input"] == "uint8" else config["input"]  # NumPy's default
+    x_train, x_test = (x_train / 255.0).astype(dtype), (x_test / 255.0).astype(dtype)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+else:
+    model = build_model(load_params("model").model)  # uint8 in, 1/255 inside the model
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+times = []
+for epoch in range(config["epochs"]):
+    wall, cpu = time.perf_counter(), time.process_time()
+    if config["path"] == "seed":
+        model.fit(x_train, y_train, batch_size=config["batch_size"], epochs=1, verbose=0)
+    else:
+        order = np.random.default_rng([config["seed"], epoch]).permutation(len(y_train))
+        model.fit(
+            x_train[order],
+            y_train[order],
+            batch_size=config["batch_size"],
+            verbose=0,
+            shuffle=False,
+        )
+    times.append((time.perf_counter() - wall, time.process_time() - cpu))
+start = time.perf_counter()
+probabilities = model.predict(x_test, batch_size=1000, verbose=0)
+predict_s = time.perf_counter() - start
+accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
+print(
+    json.dumps(
+        {
+            "config": config,
+            "epochs": times[1:],
+            "first_epoch": times[0],
+            "test_accuracy": accuracy,
+            "train_images": len(y_train),
+            "predict_s": predict_s,
+            "test_images": len(y_test),
+        }
+    )
+)

@@ -1,0 +1,71 @@
+"""What each speed lever buys: the default model's steady-state epoch, one process per
+run, the levers interleaved over rounds (the order reversed every other round), medians
+of CPU seconds (the work done; steadier here than wall time) with wall time beside.
+
+    python bench/levers.py [--rounds 2] [--json bench/levers.json]
+
+Run from the project root after `dvc repro preprocess`. About 45 s per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+WORKER = Path(__file__).with_name("epoch_worker.py")
+LEVERS = {
+    "seed code path (float64 arrays)": {"path": "seed"},
+    "seed code path, float32 arrays": {"path": "seed", "input": "float32"},
+    "ours: uint8 arrays, 1/255 in the model": {"path": "ours"},
+    "ours, batch 256": {"path": "ours", "batch_size": 256},
+    "ours, bf16 mixed precision": {"path": "ours", "bf16": True},
+    "ours, 2 intra-op threads, 1 inter-op": {"path": "ours", "threads": 2},
+    "ours, op determinism off": {"path": "ours", "deterministic": False},
+}
+
+
+def run_worker(config: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(WORKER), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write the raw figures here")
+    args = parser.parse_args()
+    runs: dict[str, list[dict]] = {name: [] for name in LEVERS}
+    for round_number in range(args.rounds):
+        order = list(LEVERS) if round_number % 2 == 0 else list(reversed(LEVERS))
+        for name in order:
+            runs[name].append(run_worker(LEVERS[name]))
+            print(f"round {round_number + 1}: {name} done", file=sys.stderr, flush=True)
+    base = statistics.median(e[1] for r in runs[next(iter(LEVERS))] for e in r["epochs"])
+    print(f"{'lever':42} {'CPU s/epoch':>11} {'ratio':>6} {'wall s':>7} {'test acc':>8}")
+    summary = {}
+    for name, results in runs.items():
+        cpu = statistics.median(e[1] for r in results for e in r["epochs"])
+        wall = statistics.median(e[0] for r in results for e in r["epochs"])
+        accuracy = statistics.median(r["test_accuracy"] for r in results)
+        summary[name] = {
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "cpu_ratio_to_seed": cpu / base,
+            "test_accuracy": accuracy,
+        }
+        print(f"{name:42} {cpu:11.1f} {cpu / base:6.2f} {wall:7.1f} {accuracy:8.4f}")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The benchmark: what this pipeline costs, next to the seed tutorial's own code path.
+
+    MNIST_MIRROR=/path/to/mnist python bench/run.py [--rounds 2] [--json bench/last-run.json]
+
+In a temporary copy of the project (your workspace and its outputs are not touched) it
+times, on this machine, in one run: every stage of a default `dvc repro` (wall seconds,
+peak memory), a no-op `dvc repro`, a rerun after a change that touches only evaluate, a
+rerun that gets train's outputs back from DVC's run-cache, the steady-state training
+epoch of our code path against the seed's (float64 arrays into model.fit), interleaved
+over rounds, inference throughput, and the fast preset's training time and accuracy.
+Prints a table and writes the figures as JSON. Needs 10-15 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).with_name("epoch_worker.py")
+FAST_PRESET = {
+    "model": {"pooling": "after_each", "conv_dropout": 0.1, "dense_dropout": 0.25},
+    "train": {"learning_rate": 0.002, "epochs": 4},
+}
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Run a command; return (wall seconds, peak RSS in GB of it and its children, output)."""
+    env = dict(os.environ, PYTHONPATH=str(cwd), DVC_NO_ANALYTICS="1")
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed:\n{output}")
+    return wall, usage.ru_maxrss / 2**20, output
+
+
+def copy_project(destination: Path) -> Path:
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    for name in filter(None, names.decode().split("\0")):
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, destination / name)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run([*git, *args], cwd=destination, check=True)
+    return destination
+
+
+def set_params(root: Path, changes: dict) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def pipeline_figures(root: Path) -> dict:
+    figures: dict = {}
+    for stage in ("fetch", "preprocess", "train", "evaluate"):
+        wall, peak, output = timed(["dvc", "repro", "--single-item", stage], root)
+        figures[stage] = {"wall_s": wall, "peak_rss_gb": peak}
+        if stage == "train":
+            epochs = [float(s) for s in re.findall(r"train: epoch \d+/\d+ - ([\d.]+) s", output)]
+            figures[stage]["epoch_s"] = epochs
+        if stage == "evaluate":
+            figures["test_accuracy"] = float(re.search(r"test accuracy ([\d.]+)", output).group(1))
+    figures["noop_repro_s"] = timed(["dvc", "repro"], root)[0]
+
+    script = root / "stages/evaluate.py"
+    script.write_text(script.read_text() + "\n# touched by bench/run.py\n")
+    wall, _, output = timed(["dvc", "repro"], root)
+    figures["evaluate_only_change"] = {"wall_s": wall, "stages_run": ran(output)}
+
+    set_params(root, {"train": {"epochs": 1}})
+    timed(["dvc", "repro"], root)
+    set_params(root, {"train": {"epochs": 10}})
+    wall, _, output = timed(["dvc", "repro", "train"], root)
+    figures["run_cache_restore_train"] = {"wall_s": wall, "stages_run": ran(output)}
+    wall, _, output = timed(["dvc", "repro"], root)
+    figures["run_cache_then_evaluate"] = {"wall_s": wall, "stages_run": ran(output)}
+    return figures
+
+
+def epoch_figures(root: Path, rounds: int) -> dict:
+    runs: dict[str, list[dict]] = {"seed": [], "ours": []}
+    for round_number in range(rounds):
+        for path in ("seed", "ours") if round_number % 2 == 0 else ("ours", "seed"):
+            output = timed([sys.executable, str(WORKER), json.dumps({"path": path})], root)[2]
+            runs[path].append(json.loads(output.strip().splitlines()[-1]))
+    figures = {}
+    for path, results in runs.items():
+        wall = statistics.median(e[0] for r in results for e in r["epochs"])
+        figures[path] = {
+            "epoch_wall_s": wall,
+            "epoch_cpu_s": statistics.median(e[1] for r in results for e in r["epochs"]),
+            "train_images_per_s": results[0]["train_images"] / wall,
+            "predict_images_per_s": statistics.median(
+                r["test_images"] / r["predict_s"] for r in results
+            ),
+        }
+    for key in ("epoch_wall_s", "epoch_cpu_s"):
+        figures[f"ratio_{key}"] = figures["ours"][key] / figures["seed"][key]
+    return figures
+
+
+def fast_preset_figures(root: Path) -> dict:
+    set_params(root, FAST_PRESET)
+    output = timed([sys.executable, "stages/train.py"], root)[2]
+    epochs = [float(s) for s in re.findall(r"train: epoch \d+/\d+ - ([\d.]+) s", output)]
+    output = timed([sys.executable, "stages/evaluate.py"], root)[2]
+    accuracy = float(re.search(r"test accuracy ([\d.]+)", output).group(1))
+    return {
+        "params": FAST_PRESET,
+        "epoch_s": epochs,
+        "training_s": sum(epochs),
+        "test_accuracy": accuracy,
+    }
+
+
+def report(f: dict) -> None:
+    p, e, fast = f["pipeline"], f["epochs"], f["fast_preset"]
+    rows = [
+        (
+            "fetch (MNIST_MIRROR)",
+            f"{p['fetch']['wall_s']:.1f} s",
+            f"{p['fetch']['peak_rss_gb']:.2f} GB",
+            "<= 3 s",
+        ),
+        (
+            "preprocess",
+            f"{p['preprocess']['wall_s']:.1f} s",
+            f"{p['preprocess']['peak_rss_gb']:.2f} GB",
+            "<= 3 s",
+        ),
+        (
+            "train (default, 10 epochs)",
+            f"{p['train']['wall_s']:.0f} s",
+            f"{p['train']['peak_rss_gb']:.2f} GB",
+            "<= 2.5 GB",
+        ),
+        (
+            "evaluate",
+            f"{p['evaluate']['wall_s']:.1f} s",
+            f"{p['evaluate']['peak_rss_gb']:.2f} GB",
+            "<= 10 s",
+        ),
+        ("dvc repro, nothing changed", f"{p['noop_repro_s']:.1f} s", "", "<= 3 s"),
+        (
+            "dvc repro after an evaluate-only change",
+            f"{p['evaluate_only_change']['wall_s']:.1f} s",
+            "",
+            "<= 15 s",
+        ),
+        (
+            "dvc repro train, from the run-cache",
+            f"{p['run_cache_restore_train']['wall_s']:.1f} s",
+            "",
+            "<= 10 s",
+        ),
+        (
+            "  then dvc repro (evaluate reruns)",
+            f"{p['run_cache_then_evaluate']['wall_s']:.1f} s",
+            "",
+            "",
+        ),
+        (
+            "epoch, seed code path",
+            f"{e['seed']['epoch_wall_s']:.1f} s",
+            f"{e['seed']['epoch_cpu_s']:.1f} s CPU",
+            "",
+        ),
+        (
+            "epoch, ours",
+            f"{e['ours']['epoch_wall_s']:.1f} s",
+            f"{e['ours']['epoch_cpu_s']:.1f} s CPU",
+            "",
+        ),
+        (
+            "ours / seed, epoch CPU time",
+            f"{e['ratio_epoch_cpu_s']:.2f}x",
+            f"wall {e['ratio_epoch_wall_s']:.2f}x",
+            "<= 1.0x",
+        ),
+        ("training throughput, ours", f"{e['ours']['train_images_per_s']:.0f} img/s", "", ""),
+        ("test-set inference, ours", f"{e['ours']['predict_images_per_s']:.0f} img/s", "", ""),
+        ("default test accuracy", f"{p['test_accuracy']:.4f}", "", ">= 0.991"),
+        (
+            "fast preset: training time",
+            f"{fast['training_s']:.1f} s",
+            f"acc {fast['test_accuracy']:.4f}",
+            "<= 60 s, >= 0.990",
+        ),
+    ]
+    print(f"\n{'figure':42} {'value':>12} {'':>16}  target")
+    for name, value, extra, target in rows:
+        print(f"{name:42} {value:>12} {extra:>16}  {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds of the epoch comparison"
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "last-run.json")
+    args = parser.parse_args()
+    if not os.environ.get("MNIST_MIRROR"):
+        raise SystemExit(
+            "bench: set MNIST_MIRROR to a folder or URL holding the four MNIST .gz files"
+        )
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-") as folder:
+        root = copy_project(Path(folder) / "project")
+        figures = {
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "processor": platform.processor(),
+            },
+            "pipeline": pipeline_figures(root),
+        }
+        figures["epochs"] = epoch_figures(root, args.rounds)
+        figures["fast_preset"] = fast_preset_figures(root)
+    args.json.write_text(json.dumps(figures, indent=2))
+    report(figures)
+    print(f"\nfigures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
