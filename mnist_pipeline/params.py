@@ -64,6 +64,7 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
+    backend: Literal["tensorflow", "jax", "torch"]
     optimizer: Literal[OPTIMIZERS]  # type: ignore[valid-type]
     learning_rate: float = Field(gt=0, le=10)
     epochs: int = Field(ge=1, le=10_000)

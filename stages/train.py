@@ -11,7 +11,9 @@ uninterrupted run. The checkpoint is removed once the outputs are written.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +89,12 @@ def compiled_model(params: Params, state: checkpoint.Checkpoint | None) -> keras
 
 def main() -> None:
     params = load_params("seed", "model", "train")
+    backend = params.train.backend
+    if importlib.util.find_spec(backend) is None:
+        raise StageError(
+            f"train.backend = {backend!r}, but {backend} is not installed (pip install {backend})"
+        )
+    os.environ["KERAS_BACKEND"] = backend  # before Keras is first imported
     x_train, y_train = load_split("train")
     x_val, y_val = load_split("val")
     settings = params.model_dump(include={"seed", "model", "train"})

@@ -3,6 +3,7 @@ one device (this CPU) it is the same training, with one replica."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -33,3 +34,36 @@ def test_data_parallel_on_one_device_trains_like_a_single_device_run(
             assert logs["data_parallel"][split][metric] == pytest.approx(
                 logs["none"][split][metric], abs=1e-4
             )
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_train_runs_on_each_installed_keras_backend_and_evaluate_reads_its_model(
+    trained_project, tmp_path, backend
+):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"the {backend} package is not installed")
+    root = copy_project(tmp_path / backend)
+    shutil.copytree(trained_project / "data/processed", root / "data/processed")
+    set_params(
+        root, {"preprocess": {"max_train": 2000}, "train": {"epochs": 1, "backend": backend}}
+    )
+    trained = run_script(root, "train")
+    assert trained.returncode == 0, trained.stderr
+    evaluated = run_script(root, "evaluate")  # always TensorFlow: the .keras file is portable
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((root / "reports/metrics.json").read_text())["test"]["accuracy"] > 0.5
+
+
+def test_a_backend_that_is_not_installed_is_a_one_line_error(tmp_path, monkeypatch):
+    missing = next((b for b in ("jax", "torch") if importlib.util.find_spec(b) is None), None)
+    if missing is None:
+        pytest.skip("every backend is installed here")
+    root = copy_project(tmp_path / "project")
+    set_params(root, {"train": {"backend": missing}})
+    (root / "data/processed").mkdir(parents=True)
+    result = run_script(root, "train")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"train: error: train.backend = {missing!r}, but {missing} is not installed (pip install {missing})"
+    )

@@ -86,7 +86,7 @@ CASES = [
         "train.epohcs",
         3,
         "train",
-        "train.epohcs is not a known key; allowed: optimizer, learning_rate, epochs",
+        "train.epohcs is not a known key; allowed: backend, optimizer, learning_rate, epochs",
     ),
     (
         "model.conv_dropout",
