@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from mnist_pipeline.project import copy_project, set_params
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).with_name("epoch_worker.py")
@@ -49,26 +48,6 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"bench: {' '.join(command)} failed:\n{output}")
     return wall, usage.ru_maxrss / 2**20, output
-
-
-def copy_project(destination: Path) -> Path:
-    names = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    for name in filter(None, names.decode().split("\0")):
-        (destination / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, destination / name)
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
-        subprocess.run([*git, *args], cwd=destination, check=True)
-    return destination
-
-
-def set_params(root: Path, changes: dict) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def ran(output: str) -> list[str]:
@@ -229,7 +208,7 @@ def main() -> None:
             "bench: set MNIST_MIRROR to a folder or URL holding the four MNIST .gz files"
         )
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as folder:
-        root = copy_project(Path(folder) / "project")
+        root = copy_project(ROOT, Path(folder) / "project")
         figures = {
             "machine": {
                 "cpus": os.cpu_count(),

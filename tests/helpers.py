@@ -7,14 +7,16 @@ import functools
 import http.server
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import yaml
+from mnist_pipeline import project as mnist_project
+from mnist_pipeline.project import set_params
+
+__all__ = ["set_params"]  # re-exported for the tests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"preprocess": {"max_train": 2000}, "train": {"epochs": 1}}  # params for a quick run
@@ -78,10 +80,7 @@ def project_env(root: Path, **extra: str) -> dict[str, str]:
     env.update(
         PYTHONPATH=str(root),
         DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.com",
+        **mnist_project.GIT_IDENTITY,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     env.update(extra)
@@ -89,32 +88,9 @@ def project_env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def copy_project(destination: Path) -> Path:
-    """Copy the project's source files (what git tracks, or would) to `destination`,
-    as a fresh git repository with one commit. Data, models and caches stay behind."""
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listing.split("\0")):
-        source = PROJECT_ROOT / name
-        if source.is_file():
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    env = project_env(destination)
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run(["git", *command], cwd=destination, env=env, check=True)
-    return destination
-
-
-def set_params(root: Path, changes: dict) -> None:
-    """Update sections of params.yaml in the project at `root`, e.g. {"train": {"epochs": 1}}."""
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """Copy the project's source files (what git tracks, or would) to `destination`, as a
+    fresh git repository with one commit."""
+    return mnist_project.copy_project(PROJECT_ROOT, destination, untracked=True)
 
 
 def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

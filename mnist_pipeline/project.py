@@ -1,0 +1,44 @@
+"""Tooling for whole copies of the project (the tests and the benchmark use them; no stage
+does): copy its source into a fresh git repository, and change params.yaml there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "mnist-dvc-pipeline",
+    "GIT_AUTHOR_EMAIL": "tools@localhost",
+    "GIT_COMMITTER_NAME": "mnist-dvc-pipeline",
+    "GIT_COMMITTER_EMAIL": "tools@localhost",
+}
+
+
+def copy_project(source: Path, destination: Path, untracked: bool = False) -> Path:
+    """Copy the files git tracks in `source` (with `untracked`, also those it would track)
+    to `destination`, as a new git repository with one commit. Data, models and caches
+    stay behind."""
+    extra = ["--others", "--exclude-standard"] if untracked else []
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", *extra, "-z"], cwd=source, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listing.split("\0")):
+        if (source / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
+    env = dict(os.environ, **GIT_IDENTITY)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run(["git", *command], cwd=destination, env=env, check=True)
+    return destination
+
+
+def set_params(root: Path, changes: dict) -> None:
+    """Update sections of params.yaml in the project at `root`, e.g. {"train": {"epochs": 1}}."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
