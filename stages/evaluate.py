@@ -33,47 +33,34 @@ DECIMALS = 6
 MISCLASSIFIED_SHOWN = 32
 
 
-def score(labels: np.ndarray, probabilities: np.ndarray, loss: float) -> dict:
+def rounded(values: dict[str, float]) -> dict[str, float]:
+    return {name: round(float(value), DECIMALS) for name, value in values.items()}
+
+
+def score(labels: np.ndarray, predicted: np.ndarray, loss: float) -> dict:
     """Accuracy, loss, per-class and macro-averaged precision / recall / F1."""
-    predicted = probabilities.argmax(axis=1)
     classes = list(range(NUM_CLASSES))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predicted, labels=classes, zero_division=0
     )
     per_class = {
         str(digit): {
-            "precision": round(float(precision[digit]), DECIMALS),
-            "recall": round(float(recall[digit]), DECIMALS),
-            "f1": round(float(f1[digit]), DECIMALS),
+            **rounded({"precision": precision[digit], "recall": recall[digit], "f1": f1[digit]}),
             "support": int(support[digit]),
         }
         for digit in classes
     }
-    macro = {
-        "precision": round(float(precision.mean()), DECIMALS),
-        "recall": round(float(recall.mean()), DECIMALS),
-        "f1": round(float(f1.mean()), DECIMALS),
-    }
-    accuracy = float((predicted == labels).mean())
-    return {
-        "test": {
-            "accuracy": round(accuracy, DECIMALS),
-            "loss": round(loss, DECIMALS),
-            "macro_avg": macro,
-            "per_class": per_class,
-        }
-    }
+    macro = rounded({"precision": precision.mean(), "recall": recall.mean(), "f1": f1.mean()})
+    test = rounded({"accuracy": (predicted == labels).mean(), "loss": loss})
+    return {"test": {**test, "macro_avg": macro, "per_class": per_class}}
 
 
 def save_misclassified_grid(
-    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray
 ) -> None:
     """The most confidently wrong test digits, captioned with true and predicted labels."""
-    predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
-    shown = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][
-        :MISCLASSIFIED_SHOWN
-    ]
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISCLASSIFIED_SHOWN]
     captions = [f"true {labels[i]}, pred {predicted[i]}" for i in shown]
     save_digit_grid(images[shown], captions, MISCLASSIFIED_GRID_FILE)
 
@@ -85,13 +72,14 @@ def main() -> None:
     model = load_model(MODEL_FILE)
     print(f"evaluate: scoring {MODEL_FILE} on {len(labels):,} test images", flush=True)
     probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    predicted = probabilities.argmax(axis=1)
     loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-    metrics = score(labels, probabilities, float(keras.ops.mean(loss)))
+    metrics = score(labels, predicted, float(keras.ops.mean(loss)))
 
-    predictions = pd.DataFrame({"actual": labels, "predicted": probabilities.argmax(axis=1)})
+    predictions = pd.DataFrame({"actual": labels, "predicted": predicted})
     with staged_file(PREDICTIONS_FILE) as tmp:
         predictions.to_csv(tmp, index=False)
-    save_misclassified_grid(images, labels, probabilities)
+    save_misclassified_grid(images, labels, predicted, probabilities.max(axis=1))
     write_text_atomic(METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     test = metrics["test"]
     print(f"evaluate: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
