@@ -5,8 +5,8 @@ block of bench/run.py and bench/levers.py (TensorFlow's settings are per process
 
 path "seed": the seed tutorial's code as written: float64 arrays (pixels / 255) straight
 into model.fit with Keras's own shuffling ("input": "float32" for the float32 lever).
-path "ours": the train stage's way: uint8 arrays, the 1/255 inside the model, a seeded
-permutation per epoch. Other levers: batch_size, bf16, deterministic, threads.
+path "ours": the train stage's way: uint8 arrays, the 1/255 inside the model, one fit()
+over EpochBatches (a seeded permutation per epoch). Other levers: batch_size, bf16, deterministic, threads.
 Prints one JSON line: per-epoch wall and CPU seconds after the first epoch, and the
 test accuracy at the end.
 """
@@ -17,6 +17,9 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this project's package
 
 config = {"path": "ours", "epochs": 2, "batch_size": 128, "input": "uint8", "bf16": False}
 config |= {"deterministic": True, "threads": 0, "seed": 42}
@@ -25,11 +28,10 @@ if config["threads"]:
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(config["threads"])
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
-import numpy as np  # noqa: E402
-
 from mnist_pipeline.arrays import load_split  # noqa: E402
 from mnist_pipeline.model import build_model, keras  # noqa: E402
 from mnist_pipeline.params import load_params  # noqa: E402
+from mnist_pipeline.training import EpochBatches  # noqa: E402
 
 keras.utils.set_random_seed(config["seed"])
 if config["deterministic"]:
@@ -63,20 +65,38 @@ else:
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 times = []
-for epoch in range(config["epochs"]):
-    wall, cpu = time.perf_counter(), time.process_time()
-    if config["path"] == "seed":
-        model.fit(x_train, y_train, batch_size=config["batch_size"], epochs=1, verbose=0)
-    else:
-        order = np.random.default_rng([config["seed"], epoch]).permutation(len(y_train))
-        model.fit(
-            x_train[order],
-            y_train[order],
-            batch_size=config["batch_size"],
-            verbose=0,
-            shuffle=False,
-        )
-    times.append((time.perf_counter() - wall, time.process_time() - cpu))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        wall, cpu = self.started
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+
+
+if config["path"] == "seed":
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=config["batch_size"],
+        epochs=config["epochs"],
+        verbose=0,
+        callbacks=[EpochTimer()],
+    )
+else:
+    batches = EpochBatches(
+        x_train, y_train, config["batch_size"], config["seed"], 0, config["epochs"]
+    )
+    model.fit(
+        batches,
+        epochs=config["epochs"],
+        steps_per_epoch=batches.batches_per_epoch,
+        shuffle=False,
+        verbose=0,
+        callbacks=[EpochTimer()],
+    )
 start = time.perf_counter()
 probabilities = model.predict(x_test, batch_size=1000, verbose=0)
 predict_s = time.perf_counter() - start

@@ -37,7 +37,7 @@ FAST_PRESET = {
 
 def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
     """Run a command; return (wall seconds, peak RSS in GB of it and its children, output)."""
-    env = dict(os.environ, PYTHONPATH=str(cwd), DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

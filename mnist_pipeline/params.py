@@ -2,13 +2,17 @@
 
 Every key is required: params.yaml is the one place a setting lives, so DVC sees
 every value a stage uses. Each stage loads only the sections it reads.
+
+The file is parsed by DVC's own loader (ruamel.yaml, YAML 1.2, duplicate keys refused),
+so a stage uses exactly the values that `dvc params diff` and `dvc exp show` report:
+`1e-3` is a float, `010` is ten, `on` is a string.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import yaml
+from dvc.utils.serialize import LOADERS, EncodingError, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES, TRAIN_COUNT
@@ -71,6 +75,10 @@ class TrainParams(_Section):
     batch_size: int = Field(ge=1, le=TRAIN_COUNT)
     deterministic: bool
     distribution: Literal["none", "data_parallel"]
+    lr_schedule: Literal["constant", "exponential", "cosine", "plateau"]
+    lr_decay: float = Field(gt=0, lt=1)
+    lr_patience: int = Field(ge=1, le=10_000)
+    early_stopping_patience: int = Field(ge=0, le=10_000)
 
 
 class Params(_Section):
@@ -105,23 +113,44 @@ def _format_error(error: dict[str, Any]) -> str:
     return f"{key} = {error['input']!r} is invalid: {message}"
 
 
+def _parse_problem(error: ParseError) -> str:
+    """One line from the YAML parser's complaint: what is wrong, and where."""
+    if isinstance(error, EncodingError):
+        return "not UTF-8 text"
+    cause = error.__cause__
+    problem = getattr(cause, "problem", None) or "cannot be parsed"
+    mark = getattr(cause, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    problem = problem.replace('"', "'")
+    if "duplicate key" in problem:
+        first = getattr(cause, "context_mark", None)
+        first_line = f" (first at line {first.line + 1})" if first is not None else ""
+        return f"{problem.split(' with value')[0]}{where}{first_line}; each key may appear once"
+    return f"not valid YAML{where}: {problem}"
+
+
+def read_params_file() -> dict[str, Any]:
+    """params.yaml as DVC reads it: DVC's own loader, so the same YAML dialect (1.2).
+
+    Raises StageError, in one line, for a missing file, bad YAML or a duplicate key.
+    """
+    try:
+        raw = LOADERS[PARAMS_FILE.suffix](PARAMS_FILE)
+    except FileNotFoundError:
+        raise StageError(f"{PARAMS_FILE} not found: run the stages from the project root") from None
+    except ParseError as error:
+        raise StageError(f"{PARAMS_FILE}: {_parse_problem(error)}") from None
+    if not isinstance(raw, dict):
+        raise StageError(f"{PARAMS_FILE} must be a mapping of sections: {', '.join(SECTIONS)}")
+    return raw
+
+
 def load_params(*sections: str) -> Params:
     """Read params.yaml and validate the given top-level sections (e.g. "seed", "train").
 
     Raises StageError with one line naming the key, the value and what is allowed.
     """
-    try:
-        text = PARAMS_FILE.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StageError(f"{PARAMS_FILE} not found: run the stages from the project root") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise StageError(f"{PARAMS_FILE} is not valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise StageError(f"{PARAMS_FILE} must be a mapping of sections: {', '.join(SECTIONS)}")
+    raw = read_params_file()
     unknown = sorted(str(key) for key in raw if key not in SECTIONS)
     if unknown:
         raise StageError(

@@ -5,15 +5,21 @@ DVC runs each stage from the project root, and dvc.yaml names these same paths.
 
 from pathlib import Path
 
+from platformdirs import user_cache_dir
+
 PARAMS_FILE = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
 
+PACKAGE_DIR = Path("mnist_pipeline")
+
 MODEL_FILE = Path("models/model.keras")
 TRAINING_LOG_DIR = Path("dvclive")
-# Not a DVC output (DVC deletes those before a rerun): removed after a successful train.
-CHECKPOINT_DIR = Path(".checkpoints/train")
+# Training checkpoints, one folder per run fingerprint, outside the project: DVC deletes
+# a stage's outputs before rerunning it, and a queued experiment's whole temporary copy
+# after it. ~/.cache/mnist-dvc-pipeline/checkpoints on Linux (XDG_CACHE_HOME moves it).
+CHECKPOINT_STORE = Path(user_cache_dir("mnist-dvc-pipeline")) / "checkpoints"
 
 REPORTS_DIR = Path("reports")
 DATASET_STATS_FILE = REPORTS_DIR / "dataset_stats.json"

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
+from dvc.utils.serialize import modify_yaml
 
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "mnist-dvc-pipeline",
@@ -37,8 +37,11 @@ def copy_project(source: Path, destination: Path, untracked: bool = False) -> Pa
 
 
 def set_params(root: Path, changes: dict) -> None:
-    """Update sections of params.yaml in the project at `root`, e.g. {"train": {"epochs": 1}}."""
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """Update params.yaml in the project at `root`, e.g. {"train": {"epochs": 1}, "seed": 7},
+    as `dvc exp run -S` does: DVC's own round-trip YAML, comments kept."""
+    with modify_yaml(root / "params.yaml") as params:
+        for key, value in changes.items():
+            if isinstance(value, dict):
+                params[key].update(value)
+            else:
+                params[key] = value

@@ -11,6 +11,13 @@ Writes: reports/metrics.json: test accuracy and loss, per-class precision / reca
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import json
 
 import numpy as np

@@ -14,10 +14,15 @@ their answer, and the exit code is 1.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
+
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
 
 import numpy as np
 

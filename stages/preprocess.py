@@ -12,6 +12,13 @@ the test set is passed through untouched, for evaluate alone.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import json
 
 import numpy as np

@@ -2,37 +2,57 @@
 
 Reads:  data/processed/{train,val}_{images,labels}.npy; params seed, model.*, train.*.
 Writes: models/model.keras (Keras native format; takes raw 0-255 pixels),
-        dvclive/ (per-epoch loss and accuracy, training and validation, via DVCLive).
+        dvclive/ (per-epoch loss and accuracy, training and validation, via DVCLive,
+        written as each epoch ends).
 
-After every epoch the full training state is checkpointed to .checkpoints/train/, so a
-run that is killed resumes after its last finished epoch, with the same result as an
-uninterrupted run. The checkpoint is removed once the outputs are written.
+After every epoch the whole training state is checkpointed into the checkpoint store
+(CHECKPOINT_STORE in mnist_pipeline/paths.py), keyed by a fingerprint of the params,
+code and data: a run that is killed, in the workspace or in a queued experiment's
+temporary copy, resumes after its last finished epoch when it is run again, with the
+same result as an uninterrupted run. The checkpoint is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import math
-import os
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-from dvclive import Live
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import importlib.util
+import os
+import shutil
+from typing import TYPE_CHECKING
 
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
 from mnist_pipeline.params import Params, load_params
-from mnist_pipeline.paths import CHECKPOINT_DIR, MODEL_FILE, TRAINING_LOG_DIR, split_files
-from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
+from mnist_pipeline.paths import (
+    CHECKPOINT_STORE,
+    MODEL_FILE,
+    PACKAGE_DIR,
+    TRAINING_LOG_DIR,
+    split_files,
+)
+from mnist_pipeline.stage import StageError, run_stage, staged_file
 
 if TYPE_CHECKING:
     import keras
 
-CODE = [Path(__file__), *sorted(Path(checkpoint.__file__).parent.glob("*.py"))]
+# What the checkpoint fingerprint covers besides the params (paths relative to the root).
+CODE = [Path("stages/train.py"), *sorted(PACKAGE_DIR.glob("*.py"))]
 DATA = [path for split in ("train", "val") for path in split_files(split)]
+
+
+def choose_backend(backend: str) -> None:
+    """Make `backend` Keras's backend; must run before Keras is first imported."""
+    if importlib.util.find_spec(backend) is None:
+        raise StageError(
+            f"train.backend = {backend!r}, but {backend} is not installed (pip install {backend})"
+        )
+    os.environ["KERAS_BACKEND"] = backend
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -46,25 +66,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
-    """The shuffle of one epoch: a function of seed and epoch alone, so a resumed run
-    sees the same batches as an uninterrupted one."""
-    return np.random.default_rng([seed, epoch]).permutation(count)
-
-
-def write_training_log(history: list[dict[str, float]]) -> None:
-    """DVCLive files: train/<metric> and val/<metric> per epoch, and the last epoch's summary."""
-    with staged_dir(TRAINING_LOG_DIR) as log_dir:
-        live = Live(str(log_dir), dvcyaml=False, save_dvc_exp=False)
-        for logs in history:
-            for name, value in logs.items():
-                split = "val" if name.startswith("val_") else "train"
-                live.log_metric(f"{split}/{name.removeprefix('val_')}", value)
-            live.next_step()
-        live.end()
-
-
-def compiled_model(params: Params, state: checkpoint.Checkpoint | None) -> keras.Model:
+def compiled_model(params: Params, resumed: checkpoint.Checkpoint | None) -> keras.Model:
     """The CNN and its optimizer: fresh, or with every variable restored from a checkpoint."""
     from mnist_pipeline.model import build_model, keras
 
@@ -76,79 +78,58 @@ def compiled_model(params: Params, state: checkpoint.Checkpoint | None) -> keras
         }
     )
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if state is None:
+    if resumed is None:
         model.summary()
         return model
     optimizer.build(model.trainable_variables)
-    for variable, value in zip(model.variables, state.model_variables, strict=True):
+    for variable, value in zip(model.variables, resumed.model_variables, strict=True):
         variable.assign(value)
-    for variable, value in zip(optimizer.variables, state.optimizer_variables, strict=True):
+    for variable, value in zip(optimizer.variables, resumed.optimizer_variables, strict=True):
         variable.assign(value)
     return model
 
 
+def open_checkpoint_store(params: Params) -> checkpoint.CheckpointStore:
+    settings = params.model_dump(include={"seed", "model", "train"})
+    for folder in checkpoint.remove_stale(CHECKPOINT_STORE):
+        print(
+            f"train: removed a checkpoint unused for {checkpoint.STALE_AFTER_DAYS} days: {folder}"
+        )
+    return checkpoint.CheckpointStore(
+        CHECKPOINT_STORE, checkpoint.fingerprint(settings, CODE + DATA)
+    )
+
+
 def main() -> None:
     params = load_params("seed", "model", "train")
-    backend = params.train.backend
-    if importlib.util.find_spec(backend) is None:
-        raise StageError(
-            f"train.backend = {backend!r}, but {backend} is not installed (pip install {backend})"
-        )
-    os.environ["KERAS_BACKEND"] = backend  # before Keras is first imported
-    x_train, y_train = load_split("train")
-    x_val, y_val = load_split("val")
-    settings = params.model_dump(include={"seed", "model", "train"})
-    run_fingerprint = checkpoint.fingerprint(settings, CODE + DATA)
-    state, note = checkpoint.load(CHECKPOINT_DIR, run_fingerprint)
-    if note:
-        print(f"train: {note}")
-
-    from mnist_pipeline.distribution import distribution_scope  # imports keras
-
-    seed_everything(params.seed, params.train.deterministic)
-    with distribution_scope(params.train.distribution):
-        model = compiled_model(params, state)
-    history = state.history if state is not None else []
-    if state is not None:
-        print(
-            f"train: resuming after epoch {state.epochs_done} of {params.train.epochs} (checkpoint in {CHECKPOINT_DIR})"
-        )
-
-    epochs = params.train.epochs
-    for epoch in range(len(history), epochs):
-        started = time.perf_counter()
-        order = epoch_order(params.seed, epoch, len(y_train))
-        result = model.fit(
-            x_train[order],
-            y_train[order],
-            batch_size=params.train.batch_size,
-            validation_data=(x_val, y_val),
-            shuffle=False,
-            verbose=1 if sys.stdout.isatty() else 0,
-        )
-        history.append({name: float(values[-1]) for name, values in result.history.items()})
-        if not math.isfinite(history[-1]["loss"]):
-            raise StageError(
-                f"training diverged: loss {history[-1]['loss']} in epoch {epoch + 1}; "
-                f"try a smaller train.learning_rate than {params.train.learning_rate}"
+    choose_backend(params.train.backend)
+    train, val = load_split("train"), load_split("val")
+    store = open_checkpoint_store(params)
+    with store.held() as held:
+        resumed, note = store.load() if held else (None, "")
+        if not held:
+            note = f"another run of this same experiment holds {store.folder}; this run keeps no checkpoint"
+        if note:
+            print(f"train: {note}")
+        if resumed is not None:
+            print(
+                f"train: resuming after epoch {resumed.epochs_done} of {params.train.epochs} "
+                f"(checkpoint in {store.folder})"
             )
-        to_save = (
-            [v.numpy() for v in model.variables],
-            [v.numpy() for v in model.optimizer.variables],
-        )
-        checkpoint.save(
-            CHECKPOINT_DIR, run_fingerprint, checkpoint.Checkpoint(epoch + 1, history, *to_save)
-        )
-        logged = " - ".join(f"{name} {value:.4f}" for name, value in history[-1].items())
-        print(
-            f"train: epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f} s - {logged}",
-            flush=True,
-        )
 
-    write_training_log(history)
-    with staged_file(MODEL_FILE) as tmp:
-        model.save(tmp)
-    checkpoint.clear(CHECKPOINT_DIR)
+        from mnist_pipeline import training  # imports Keras, with the backend chosen above
+        from mnist_pipeline.distribution import distribution_scope
+
+        seed_everything(params.seed, params.train.deterministic)
+        with distribution_scope(params.train.distribution):
+            model = compiled_model(params, resumed)
+        shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # a fresh log, replayed on resume
+        training.fit(model, params.train, params.seed, train, val, store if held else None, resumed)
+
+        with staged_file(MODEL_FILE) as tmp:
+            model.save(tmp)
+        if held:
+            store.clear()
     print(f"train: saved {MODEL_FILE}")
 
 

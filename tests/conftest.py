@@ -11,6 +11,20 @@ import pytest
 from .helpers import SMALL, LoopbackMirror, copy_project, git, run_dvc, set_params
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkpoint_store(tmp_path_factory) -> Iterator[Path]:
+    """The training checkpoints of this session's runs: in a cache folder of their own
+    (XDG_CACHE_HOME, which the stages and DVC inherit), never in the user's."""
+    cache = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache / "mnist-dvc-pipeline" / "checkpoints"
+    if previous is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def mnist_mirror() -> Path:
     """The folder of the four real MNIST .gz files, from MNIST_MIRROR; skips when unset."""

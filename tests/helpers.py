@@ -19,7 +19,8 @@ from mnist_pipeline.project import set_params
 __all__ = ["set_params"]  # re-exported for the tests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SMALL = {"preprocess": {"max_train": 2000}, "train": {"epochs": 1}}  # params for a quick run
+# params for a quick run: 2,000 training and 1,000 validation images, one epoch
+SMALL = {"preprocess": {"max_train": 2000, "val_size": 1000}, "train": {"epochs": 1}}
 
 
 class MirrorHandler(http.server.SimpleHTTPRequestHandler):
@@ -74,11 +75,10 @@ class LoopbackMirror:
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:
-    """Environment for running stages or DVC in a project copy at `root`: its own package
-    first on the path, no DVC analytics, no update check."""
+    """Environment for running stages or DVC in a project copy at `root`: the user's, with
+    no DVC analytics and git's identity for commits (`root` is where the command runs)."""
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(root),
         DVC_NO_ANALYTICS="1",
         **mnist_project.GIT_IDENTITY,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",

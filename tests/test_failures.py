@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_pipeline.paths import CHECKPOINT_DIR
-
 from .helpers import (
     SMALL,
     copy_project,
@@ -102,39 +100,48 @@ def restore_committed_run(root: Path) -> None:
     assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_killed_training_resumes_after_its_last_epoch_with_identical_results(built):
+def training_log(root: Path) -> dict[str, bytes]:
+    """Every file DVCLive wrote, by path."""
+    log = root / "dvclive"
+    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+
+
+def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
+    built, checkpoint_store
+):
     set_params(built, {"train": {"learning_rate": 0.0015}})  # a run DVC has not seen yet
     with dvc_in_background(built, "repro") as process:
         read_until(process, f"train: epoch 2/{EPOCHS}")
         os.killpg(process.pid, signal.SIGKILL)
-    state = json.loads((built / CHECKPOINT_DIR / "state.json").read_text())
-    assert state["epochs_done"] == 2
+    (state,) = checkpoint_store.glob("[!.]*/state.json")
+    assert json.loads(state.read_text())["epochs_done"] == 2
+    assert len((built / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
 
     resumed = run_dvc(built, "repro")
     assert stages_run(resumed.stdout) == ["train", "evaluate"]
     assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
     assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
-    assert not (built / CHECKPOINT_DIR).exists()  # removed after the successful run
-    after_resume = training_results(built)
+    assert not state.parent.exists()  # removed after the successful run
+    after_resume = training_results(built), training_log(built)
 
     uninterrupted = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
     assert "resuming" not in uninterrupted.stdout and "train: epoch 1/" in uninterrupted.stdout
-    assert training_results(built) == after_resume
+    assert (training_results(built), training_log(built)) == after_resume
     restore_committed_run(built)
 
 
-def test_checkpoint_from_other_params_is_reported_and_not_resumed(built):
+def test_checkpoint_of_other_params_is_kept_for_its_own_run_and_not_resumed(
+    built, checkpoint_store
+):
     with dvc_in_background(built, "repro", "--force", "--single-item", "train") as process:
         read_until(process, f"train: epoch 1/{EPOCHS}")
         os.killpg(process.pid, signal.SIGKILL)
-    assert (built / CHECKPOINT_DIR).exists()
+    (other,) = checkpoint_store.glob("[!.]*/state.json")
     set_params(built, {"train": {"learning_rate": 0.002}})
     fresh = run_dvc(built, "repro")
-    assert (
-        "ignoring the checkpoint in .checkpoints/train: it was made with other params"
-        in fresh.stdout
-    )
     assert "resuming" not in fresh.stdout and "train: epoch 1/" in fresh.stdout
+    assert other.exists()  # another run's: resumed only by that run, or removed when stale
+    shutil.rmtree(other.parent)
     restore_committed_run(built)
 
 

@@ -178,7 +178,11 @@ def test_a_stage_only_checks_the_sections_it_reads(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("train: [unclosed", "params.yaml is not valid YAML at line 1"),
+        ("train: [unclosed", "params.yaml: not valid YAML at line 1: expected ',' or ']'"),
+        (
+            "seed: 1\nseed: 2\n",
+            "params.yaml: found duplicate key 'seed' at line 2 \\(first at line 1\\)",
+        ),
         ("- 1\n- 2\n", "must be a mapping"),
     ],
 )

@@ -1,0 +1,246 @@
+"""How the train stage fits: one `model.fit()` over a seeded batch order, with callbacks
+that log each epoch live, checkpoint it, and (when asked) schedule the learning rate and
+stop early, every one of them resumable.
+
+Importing this module imports Keras: the train stage chooses the backend first.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from dvclive import Live
+
+from mnist_pipeline.checkpoint import CallbackState, Checkpoint, CheckpointStore
+from mnist_pipeline.model import keras
+from mnist_pipeline.paths import TRAINING_LOG_DIR
+from mnist_pipeline.stage import StageError
+
+if TYPE_CHECKING:
+    from mnist_pipeline.params import TrainParams
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The shuffle of one epoch: a function of seed and epoch alone, so a resumed run
+    sees the same batches as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """The training batches of epochs `first_epoch` to `epochs - 1`, as one stream.
+
+    Each epoch is `epoch_order(seed, epoch)` cut into batches (the last one smaller, as
+    in the seed). Batch i is a pure function of i, so Keras may prefetch freely and a
+    resumed run gets exactly the batches an uninterrupted one does. Fit it with
+    `steps_per_epoch=batches_per_epoch` and `shuffle=False`.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int,
+        first_epoch: int,
+        epochs: int,
+    ) -> None:
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.first_epoch, self.epochs = first_epoch, epochs
+        self.batches_per_epoch = math.ceil(len(labels) / batch_size)
+        self._order = lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, len(labels)))
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch * (self.epochs - self.first_epoch)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, batch = divmod(index, self.batches_per_epoch)
+        start = batch * self.batch_size
+        rows = self._order(self.first_epoch + epoch)[start : start + self.batch_size]
+        return self.images[rows], self.labels[rows]
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Stop when val_loss has not improved for `patience` epochs, and keep the weights of
+    the best epoch; its counters and best weights go into the checkpoint."""
+
+    def __init__(self, patience: int, saved: CallbackState | None) -> None:
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self.saved = saved
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.saved is not None:
+            values, arrays = self.saved
+            self.wait, self.best = values["wait"], values["best"]
+            self.best_epoch, self.stopped_epoch = values["best_epoch"], values["stopped_epoch"]
+            self.best_weights = arrays or None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        if self.stopped_epoch:
+            print(
+                f"train: stopped early after epoch {self.stopped_epoch + 1}: val_loss has not "
+                f"improved for {self.patience} epochs; keeping the weights of epoch "
+                f"{self.best_epoch + 1}",
+                flush=True,
+            )
+
+    def state(self) -> CallbackState:
+        best = None if self.best is None else float(self.best)
+        values = {"wait": self.wait, "best": best, "best_epoch": self.best_epoch}
+        values["stopped_epoch"] = self.stopped_epoch
+        return values, list(self.best_weights or [])
+
+
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """Multiply the learning rate by `factor` when val_loss has not improved for
+    `patience` epochs; its counters go into the checkpoint (the rate itself is an
+    optimizer variable)."""
+
+    def __init__(self, factor: float, patience: int, saved: CallbackState | None) -> None:
+        super().__init__(monitor="val_loss", factor=factor, patience=patience)
+        self.saved = saved
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.saved is not None:
+            values, _ = self.saved
+            self.wait, self.best = values["wait"], values["best"]
+            self.cooldown_counter = values["cooldown_counter"]
+
+    def state(self) -> CallbackState:
+        best = None if self.best is None else float(self.best)
+        return {"wait": self.wait, "best": best, "cooldown_counter": self.cooldown_counter}, []
+
+
+def epoch_schedule(params: TrainParams) -> keras.callbacks.Callback | None:
+    """The learning rate as a function of the epoch alone (so nothing to checkpoint)."""
+    base, epochs, decay = params.learning_rate, params.epochs, params.lr_decay
+    if params.lr_schedule == "exponential":
+        return keras.callbacks.LearningRateScheduler(lambda epoch, _: base * decay**epoch)
+    if params.lr_schedule == "cosine":
+        return keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+        )
+    return None
+
+
+class EpochRecord(keras.callbacks.Callback):
+    """Records each finished epoch, after the other callbacks have had their say: stops
+    on a non-finite loss, logs the epoch's metrics to DVCLive at once (so `dvc exp show`,
+    `dvc queue logs`, VS Code and Studio see a run's progress while it trains), stores
+    the whole training state in the run's checkpoint, then prints one line: an epoch
+    that is printed is saved.
+
+    The DVCLive log starts fresh and first replays a resumed run's earlier epochs, so
+    its files end byte-identical to an uninterrupted run's.
+    """
+
+    def __init__(
+        self,
+        history: list[dict[str, float]],
+        params: TrainParams,
+        store: CheckpointStore | None,
+        stateful: dict[str, ResumableEarlyStopping | ResumablePlateau],
+    ) -> None:
+        super().__init__()
+        self.history, self.store, self.stateful = history, store, stateful
+        self.train_params = params  # not self.params: Keras sets that to fit()'s settings
+        self.started = time.perf_counter()
+        self.live = Live(str(TRAINING_LOG_DIR), dvcyaml=False, save_dvc_exp=False)
+        for logs in history:
+            self._log(logs)
+
+    def _log(self, logs: dict[str, float]) -> None:
+        for name, value in logs.items():
+            split = "val" if name.startswith("val_") else "train"
+            self.live.log_metric(f"{split}/{name.removeprefix('val_')}", value)
+        self.live.next_step()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if not math.isfinite(logs["loss"]):
+            raise StageError(
+                f"training diverged: loss {logs['loss']} in epoch {epoch + 1}; "
+                f"try a smaller train.learning_rate than {self.train_params.learning_rate}"
+            )
+        self.history.append(logs)
+        self._log(logs)
+        if self.store is not None:
+            self.store.save(self._checkpoint(epoch + 1))
+        seconds = time.perf_counter() - self.started
+        shown = " - ".join(f"{name} {value:.4f}" for name, value in logs.items())
+        print(
+            f"train: epoch {epoch + 1}/{self.train_params.epochs} - {seconds:.1f} s - {shown}",
+            flush=True,
+        )
+
+    def _checkpoint(self, epochs_done: int) -> Checkpoint:
+        return Checkpoint(
+            epochs_done=epochs_done,
+            stopped_early=bool(self.model.stop_training),
+            history=list(self.history),
+            model_variables=[v.numpy() for v in self.model.variables],
+            optimizer_variables=[v.numpy() for v in self.model.optimizer.variables],
+            callbacks={name: callback.state() for name, callback in self.stateful.items()},
+        )
+
+    def finish(self) -> None:
+        self.live.end()
+
+
+def fit(
+    model: keras.Model,
+    params: TrainParams,
+    seed: int,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    store: CheckpointStore | None,
+    resumed: Checkpoint | None,
+) -> None:
+    """Train `model` (compiled, and restored from `resumed` if given) for the epochs left,
+    in one `model.fit()`, checkpointing each epoch into `store` (None: no checkpoints)."""
+    saved = resumed.callbacks if resumed is not None else {}
+    history = list(resumed.history) if resumed is not None else []
+    stateful: dict[str, ResumableEarlyStopping | ResumablePlateau] = {}
+    if params.lr_schedule == "plateau":
+        stateful["plateau"] = ResumablePlateau(
+            params.lr_decay, params.lr_patience, saved.get("plateau")
+        )
+    if params.early_stopping_patience:
+        stateful["early_stopping"] = ResumableEarlyStopping(
+            params.early_stopping_patience, saved.get("early_stopping")
+        )
+    schedule = epoch_schedule(params)
+    record = EpochRecord(history, params, store, stateful)
+    callbacks = [*([schedule] if schedule else []), *stateful.values(), record]
+    first_epoch = len(history)
+    if resumed is not None and resumed.stopped_early:
+        first_epoch = params.epochs
+    if first_epoch < params.epochs:
+        batches = EpochBatches(*train, params.batch_size, seed, first_epoch, params.epochs)
+        model.fit(
+            batches,
+            epochs=params.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=batches.batches_per_epoch,
+            shuffle=False,  # the order is EpochBatches'
+            validation_data=val,
+            validation_batch_size=params.batch_size,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+    else:  # every epoch was done before: only what fit() does at the start and the end
+        callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+        callback_list.on_train_begin()
+        callback_list.on_train_end()
+    record.finish()
