@@ -1,0 +1,98 @@
+"""A sweep shared across machines, DVC's way: two clones each run an experiment and
+`dvc exp push` it to a shared git remote and DVC remote; a third clone lists both,
+compares them, applies the best, and `dvc pull` gives it that experiment's model
+without running a stage. Also: the sweep workflow passes actionlint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helpers import PROJECT_ROOT, project_env, run_dvc
+
+pytestmark = pytest.mark.slow
+
+LEARNING_RATES = {"alice": 0.0015, "bob": 0.003}  # one experiment per teammate
+
+
+def clone(origin: Path, destination: Path, dvc_remote: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(origin), str(destination)], check=True)
+    run_dvc(destination, "remote", "add", "--default", "--local", "team", str(dvc_remote))
+    return destination
+
+
+def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
+    trained_project, tmp_path
+):
+    origin, dvc_remote = tmp_path / "origin.git", tmp_path / "dvc-remote"
+    subprocess.run(["git", "clone", "-q", "--bare", str(trained_project), str(origin)], check=True)
+    run_dvc(trained_project, "remote", "add", "--local", "--force", "team", str(dvc_remote))
+    run_dvc(trained_project, "push", "--remote", "team")  # the baseline's outputs
+
+    models = {}
+    for name, rate in LEARNING_RATES.items():
+        teammate = clone(origin, tmp_path / name, dvc_remote)
+        run_dvc(teammate, "pull")
+        experiment = f"{name}-lr"
+        run_dvc(teammate, "exp", "run", "-n", experiment, "-S", f"train.learning_rate={rate}")
+        run_dvc(teammate, "exp", "push", "origin", experiment)
+        models[experiment] = (teammate / "models/model.keras").read_bytes()
+
+    carol = clone(origin, tmp_path / "carol", dvc_remote)
+    listed = run_dvc(carol, "exp", "list", "origin").stdout
+    assert all(name in listed for name in models)
+    run_dvc(carol, "exp", "pull", "--no-cache", "origin", *models)  # git refs only
+    shown = json.loads(run_dvc(carol, "exp", "show", "--json").stdout)
+    found = {
+        rev["name"]: rev["data"]
+        for baseline in shown
+        for entry in baseline.get("experiments") or []
+        for rev in entry["revs"]
+    }
+    assert set(found) == set(models)
+    for name, data in found.items():
+        rate = data["params"]["params.yaml"]["data"]["train"]["learning_rate"]
+        assert rate == LEARNING_RATES[name.removesuffix("-lr")]
+    accuracy = {
+        name: data["metrics"]["reports/metrics.json"]["data"]["test"]["accuracy"]
+        for name, data in found.items()
+    }
+    best = max(accuracy, key=accuracy.get)
+
+    # The experiment's params, dvc.lock and metrics come from git; its outputs are not in
+    # this clone's cache yet, which apply reports (and exits non-zero), and dvc pull fetches.
+    applied = subprocess.run(
+        ["dvc", "exp", "apply", best],
+        cwd=carol,
+        env=project_env(carol),
+        capture_output=True,
+        text=True,
+    )
+    assert "models/model.keras" in applied.stderr
+    assert (
+        f"learning_rate: {LEARNING_RATES[best.removesuffix('-lr')]}"
+        in (carol / "params.yaml").read_text()
+    )
+    pulled = run_dvc(carol, "pull")
+    assert "Running stage" not in pulled.stdout
+    assert (carol / "models/model.keras").read_bytes() == models[best]
+    status = run_dvc(carol, "status").stdout.strip()
+    assert status == "Data and pipelines are up to date."  # nothing to train
+    recorded = json.loads((carol / "reports/metrics.json").read_text())["test"]["accuracy"]
+    assert recorded == accuracy[best]
+
+
+def test_sweep_workflow_runs_one_experiment_per_value_and_pushes_each():
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github/workflows/sweep.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert set(triggers) == {"workflow_dispatch"}
+    assert {"param", "values"} <= set(triggers["workflow_dispatch"]["inputs"])
+    (job,) = workflow["jobs"].values()
+    assert job["strategy"]["matrix"]["value"] == "${{ fromJSON(inputs.values) }}"
+    script = job["steps"][-1]["run"]
+    assert 'dvc exp run --pull -n "$name"' in script and 'dvc exp push origin "$name"' in script
+    assert workflow["permissions"]["contents"] == "write"

@@ -1,0 +1,135 @@
+"""The training log is live and resumable: DVCLive's files grow as each epoch ends (and
+`dvc exp show` follows them while the run trains); a killed run, with early stopping and
+a plateau schedule on, resumes into a log and a model identical to an uninterrupted run's."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_pipeline.project import set_params
+
+from .helpers import project_env, run_dvc, run_script
+
+pytestmark = pytest.mark.slow
+
+LOSS_LOG = "dvclive/plots/metrics/train/loss.tsv"
+# On the small subset this run improves val_loss until epoch 4, is cut back by the
+# plateau schedule after epoch 5 and stopped early after epoch 6 (weights of epoch 4).
+CALLBACKS = {
+    "train": {
+        "epochs": 8,
+        "learning_rate": 0.01,
+        "lr_schedule": "plateau",
+        "lr_patience": 1,
+        "early_stopping_patience": 2,
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def project(trained_project, tmp_path_factory) -> Path:
+    """A copy of the trained project: git history, DVC cache, data and outputs."""
+    root = tmp_path_factory.mktemp("training-log") / "project"
+    shutil.copytree(trained_project, root, symlinks=True)
+    return root
+
+
+def background(root: Path, *command: str) -> subprocess.Popen:
+    """`command` in `root`, in its own process group, its output merged into stdout."""
+    return subprocess.Popen(
+        list(command),
+        cwd=root,
+        env=project_env(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def next_line_with(process: subprocess.Popen, marker: str) -> str:
+    for line in process.stdout:
+        if marker in line:
+            return line
+    raise AssertionError(f"{marker!r} never appeared")
+
+
+def log_files(root: Path) -> dict[str, bytes]:
+    log = root / "dvclive"
+    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+
+
+def weights(root: Path) -> list[np.ndarray]:
+    from mnist_pipeline.model import keras
+
+    return keras.saving.load_model(root / "models/model.keras").get_weights()
+
+
+def test_dvclive_files_grow_as_each_epoch_ends_and_exp_show_follows(project):
+    epochs = 3
+    process = background(
+        project,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        f"train.epochs={epochs}",
+        "-S",
+        "train.learning_rate=0.0021",
+    )
+    try:
+        for epoch in range(1, epochs + 1):
+            next_line_with(process, f"train: epoch {epoch}/{epochs}")
+            os.killpg(process.pid, signal.SIGSTOP)  # hold the run between two epochs
+            rows = (project / LOSS_LOG).read_text().splitlines()
+            assert len(rows) == 1 + epoch  # a header, then one row per finished epoch
+            summary = json.loads((project / "dvclive/metrics.json").read_text())
+            assert summary["step"] == epoch - 1
+            shown = json.loads(run_dvc(project, "exp", "show", "--json").stdout)
+            workspace = next(entry for entry in shown if entry["rev"] == "workspace")
+            assert workspace["data"]["metrics"]["dvclive/metrics.json"]["data"] == summary
+            os.killpg(process.pid, signal.SIGCONT)
+        process.stdout.read()
+        assert process.wait(timeout=300) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+    assert len((project / LOSS_LOG).read_text().splitlines()) == 1 + epochs
+
+
+def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(project):
+    set_params(project, CALLBACKS)
+    uninterrupted = run_script(project, "train")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert "train: stopped early after epoch 6" in uninterrupted.stdout  # see CALLBACKS
+    expected_log, expected_weights = log_files(project), weights(project)
+    assert b"learning_rate" in expected_log["metrics.json"]  # the schedule's rate is logged
+
+    process = background(project, sys.executable, "stages/train.py")
+    try:
+        next_line_with(process, "train: epoch 5/8")  # after the cut, before the stop
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+        process.stdout.close()
+    resumed = run_script(project, "train")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "train: resuming after epoch 5 of 8" in resumed.stdout
+    assert "train: epoch 6/8" in resumed.stdout and "train: epoch 7/8" not in resumed.stdout
+    assert "train: stopped early after epoch 6" in resumed.stdout
+    assert log_files(project) == expected_log
+    for resumed_weights, uninterrupted_weights in zip(
+        weights(project), expected_weights, strict=True
+    ):
+        assert np.array_equal(resumed_weights, uninterrupted_weights)
