@@ -124,7 +124,11 @@ def main() -> None:
         with distribution_scope(params.train.distribution):
             model = compiled_model(params, resumed)
         shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # a fresh log, replayed on resume
-        training.fit(model, params.train, params.seed, train, val, store if held else None, resumed)
+        try:
+            training.fit(model, params.train, params.seed, train, val, store if held else None, resumed)
+        except BaseException:  # failed or interrupted: the checkpoint keeps what was done,
+            shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # and no half log is left
+            raise
 
         with staged_file(MODEL_FILE) as tmp:
             model.save(tmp)

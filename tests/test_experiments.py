@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SMALL, copy_project, git, run_dvc, set_params, stages_run
+from .helpers import git, run_dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +25,13 @@ CHROMIUM = (
 
 
 @pytest.fixture(scope="module")
-def experiment(mnist_mirror, tmp_path_factory) -> tuple[Path, str]:
-    """A project copy: a committed baseline run, then an experiment with two params changed,
-    applied to the workspace. Returns the project root and the experiment's output."""
-    root = copy_project(tmp_path_factory.mktemp("experiments") / "project")
-    set_params(root, SMALL)
-    run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "baseline on a small subset")
-    run = run_dvc(root, "exp", "run", "-S", "train.epochs=2", "-S", "model.dense_units=64")
+def experiment(trained_project, tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the trained project (its committed run is the baseline), then an
+    experiment with two params changed, applied to the workspace. Returns the project
+    root and the experiment's output."""
+    root = tmp_path_factory.mktemp("experiments") / "project"
+    shutil.copytree(trained_project, root, symlinks=True)
+    run = run_dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "model.dense_units=64")
     return root, run.stdout
 
 
@@ -48,7 +46,7 @@ def test_params_diff_shows_exactly_the_changed_params(experiment):
     assert diff == {
         "params.yaml": {
             "model.dense_units": {"old": 128, "new": 64, "diff": -64},
-            "train.epochs": {"old": 1, "new": 2, "diff": 1},
+            "train.epochs": {"old": 2, "new": 3, "diff": 1},
         }
     }
 
@@ -64,7 +62,7 @@ def test_metrics_diff_shows_the_change_in_test_accuracy_and_loss(experiment):
         assert (entry["old"], entry["new"]) == (old[key], new[key])
         assert entry["diff"] == pytest.approx(new[key] - old[key])
     assert old["loss"] != new["loss"]
-    assert diff["dvclive/metrics.json"]["step"] == {"old": 0, "new": 1, "diff": 1}
+    assert diff["dvclive/metrics.json"]["step"] == {"old": 1, "new": 2, "diff": 1}
 
 
 def test_exp_show_lists_params_and_training_and_test_metrics_sorted_by_accuracy(experiment):
@@ -78,7 +76,7 @@ def test_exp_show_lists_params_and_training_and_test_metrics_sorted_by_accuracy(
     assert {"train.epochs", "model.dense_units", "seed", "preprocess.max_train"} <= columns
     experiments = [row for row in rows if row["Experiment"]]  # named; baselines are not
     assert len(experiments) == 1
-    assert (experiments[0]["train.epochs"], experiments[0]["model.dense_units"]) == ("2", "64")
+    assert (experiments[0]["train.epochs"], experiments[0]["model.dense_units"]) == ("3", "64")
 
 
 def plots_page(root: Path, *command: str) -> str:

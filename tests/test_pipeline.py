@@ -41,7 +41,7 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
         metrics["accuracy"], abs=1e-6
     )
     stats = json.loads((root / "reports/dataset_stats.json").read_text())
-    assert [stats[s]["count"] for s in ("train", "val", "test")] == [2000, 5000, 10_000]
+    assert [stats[s]["count"] for s in ("train", "val", "test")] == [2000, 1000, 10_000]
     assert (root / "reports/figures/samples.png").read_bytes()[:4] == b"\x89PNG"
     training_log = json.loads((root / "dvclive/metrics.json").read_text())
     assert set(training_log) >= {"train", "val", "step"}
