@@ -108,25 +108,38 @@ def test_dvclive_files_grow_as_each_epoch_ends_and_exp_show_follows(project):
     assert len((project / LOSS_LOG).read_text().splitlines()) == 1 + epochs
 
 
-def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(project):
+@pytest.fixture(scope="module")
+def uninterrupted(project) -> tuple[dict[str, bytes], list[np.ndarray]]:
+    """The CALLBACKS run trained without a break: its DVCLive files and its weights."""
     set_params(project, CALLBACKS)
-    uninterrupted = run_script(project, "train")
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
-    assert "train: stopped early after epoch 6" in uninterrupted.stdout  # see CALLBACKS
-    expected_log, expected_weights = log_files(project), weights(project)
-    assert b"learning_rate" in expected_log["metrics.json"]  # the schedule's rate is logged
+    run = run_script(project, "train")
+    assert run.returncode == 0, run.stderr
+    assert "train: stopped early after epoch 6" in run.stdout  # see CALLBACKS
+    log = log_files(project)
+    assert b"learning_rate" in log["metrics.json"]  # the schedule's rate is logged
+    return log, weights(project)
 
+
+@pytest.mark.parametrize(
+    "killed_after",
+    [5, 6],  # 5: the rate was cut, the stop still to come; 6: stopped, the model unsaved
+)
+def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(
+    project, uninterrupted, killed_after
+):
+    expected_log, expected_weights = uninterrupted
     process = background(project, sys.executable, "stages/train.py")
     try:
-        next_line_with(process, "train: epoch 5/8")  # after the cut, before the stop
+        next_line_with(process, f"train: epoch {killed_after}/8")
         os.killpg(process.pid, signal.SIGKILL)
     finally:
         process.wait()
         process.stdout.close()
     resumed = run_script(project, "train")
     assert resumed.returncode == 0, resumed.stderr
-    assert "train: resuming after epoch 5 of 8" in resumed.stdout
-    assert "train: epoch 6/8" in resumed.stdout and "train: epoch 7/8" not in resumed.stdout
+    assert f"train: resuming after epoch {killed_after} of 8" in resumed.stdout
+    assert ("train: epoch 6/8" in resumed.stdout) == (killed_after < 6)
+    assert "train: epoch 7/8" not in resumed.stdout
     assert "train: stopped early after epoch 6" in resumed.stdout
     assert log_files(project) == expected_log
     for resumed_weights, uninterrupted_weights in zip(
