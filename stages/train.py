@@ -125,7 +125,9 @@ def main() -> None:
             model = compiled_model(params, resumed)
         shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # a fresh log, replayed on resume
         try:
-            training.fit(model, params.train, params.seed, train, val, store if held else None, resumed)
+            training.fit(
+                model, params.train, params.seed, train, val, store if held else None, resumed
+            )
         except BaseException:  # failed or interrupted: the checkpoint keeps what was done,
             shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # and no half log is left
             raise
