@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -136,18 +135,26 @@ class CheckpointStore:
         """Hold this run's checkpoint for the block; yields False if another process holds
         it (the same experiment running twice at once), which then keeps it alone."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.folder.with_suffix(".lock"), "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                if not self.folder.exists():  # cleared: the lock file has no more use
-                    Path(lock.name).unlink(missing_ok=True)
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _exclusive(self.folder) as held:
+            yield held
+            if held and not self.folder.exists():  # cleared: the lock file has no more use
+                self.folder.with_suffix(".lock").unlink(missing_ok=True)
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[bool]:
+    """Lock `folder`'s lock file for the block unless another process holds it; yields
+    whether this process got it."""
+    with open(folder.with_suffix(".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def remove_stale(root: Path, max_age_days: float = STALE_AFTER_DAYS) -> list[Path]:
@@ -163,12 +170,10 @@ def remove_stale(root: Path, max_age_days: float = STALE_AFTER_DAYS) -> list[Pat
                 continue
         except FileNotFoundError:
             continue
-        with open(folder.with_suffix(".lock"), "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with _exclusive(folder) as held:
+            if not held:
                 continue  # a run is using it right now
             shutil.rmtree(folder, ignore_errors=True)
-            os.unlink(lock.name)
+            folder.with_suffix(".lock").unlink(missing_ok=True)
             removed.append(folder)
     return removed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,4 +61,13 @@ def trained_project(mnist_mirror, tmp_path_factory) -> Path:
     run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
     git(root, "add", "-A")
     git(root, "commit", "-qm", "trained on a small subset")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained_copy(trained_project, tmp_path_factory) -> Path:
+    """A copy of the trained project for one test module to change as it likes: its git
+    history, DVC cache, data and outputs."""
+    root = tmp_path_factory.mktemp("trained-copy") / "project"
+    shutil.copytree(trained_project, root, symlinks=True)
     return root

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mnist_pipeline import project as mnist_project
@@ -128,3 +132,51 @@ def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProce
         text=True,
         timeout=600,
     )
+
+
+@contextmanager
+def in_background(root: Path, *command: str, **env: str) -> Iterator[subprocess.Popen]:
+    """`command` in `root`, in its own process group (like a terminal's foreground job),
+    its output merged into stdout; killed at the end of the block if still running."""
+    process = subprocess.Popen(
+        list(command),
+        cwd=root,
+        env=project_env(root, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+        process.stdout.close()
+
+
+def read_until(process: subprocess.Popen, marker: str) -> str:
+    """Read the process's output up to and including the first line holding `marker`."""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(seen)}")
+
+
+def training_log_files(root: Path) -> dict[str, bytes]:
+    """Every file DVCLive wrote in the project at `root`, by path."""
+    log = root / "dvclive"
+    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+
+
+def experiments_shown(root: Path) -> dict[str, dict]:
+    """Every experiment `dvc exp show --json` lists (params, metrics, deps), by name."""
+    found = {}
+    for baseline in json.loads(run_dvc(root, "exp", "show", "--json").stdout):
+        for entry in baseline.get("experiments") or []:
+            for rev in entry["revs"]:
+                found[rev["name"]] = rev["data"]
+    return found

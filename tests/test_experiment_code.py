@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import copy_project, git, project_env, run_dvc, run_script
+from .helpers import copy_project, experiments_shown, git, project_env, run_dvc, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +22,11 @@ MODULE = "mnist_pipeline/model.py"
 
 
 @pytest.fixture(scope="module")
-def project(trained_project, tmp_path_factory) -> Iterator[Path]:
-    """A copy of the trained project (git history, DVC cache and outputs), whose DVC queue
-    worker is stopped at the end."""
-    root = tmp_path_factory.mktemp("experiment-code") / "project"
-    shutil.copytree(trained_project, root, symlinks=True)
-    yield root
-    run_dvc(root, "queue", "stop", "--kill")
+def project(trained_copy) -> Iterator[Path]:
+    """The trained project, copied for this module; its DVC queue worker is stopped at
+    the end."""
+    yield trained_copy
+    run_dvc(trained_copy, "queue", "stop", "--kill")
 
 
 def edit(root: Path, marker: str) -> str:
@@ -72,16 +69,6 @@ def wait_for_queue(root: Path, timeout: float = 600) -> str:
     raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
 
 
-def experiments(root: Path) -> dict[str, dict]:
-    """Every experiment's recorded data (params, metrics, deps), by name."""
-    found = {}
-    for baseline in json.loads(run_dvc(root, "exp", "show", "--json").stdout):
-        for entry in baseline.get("experiments") or []:
-            for rev in entry["revs"]:
-                found[rev["name"]] = rev["data"]
-    return found
-
-
 def test_queued_grid_runs_the_code_it_was_queued_with_after_the_edit_is_undone(project):
     marker = "model.py: the queued edit ran"
     edited_md5 = edit(project, marker)
@@ -102,7 +89,7 @@ def test_queued_grid_runs_the_code_it_was_queued_with_after_the_edit_is_undone(p
 
     start_queue(project)
     status = wait_for_queue(project)
-    recorded = experiments(project)
+    recorded = experiments_shown(project)
     for name in names:
         assert re.search(rf"\b{name}\b.*Success", status), status
         log = run_dvc(project, "queue", "logs", name).stdout
@@ -120,7 +107,7 @@ def test_temp_experiment_runs_and_records_the_code_of_its_copy(project):
     run = run_dvc(project, "exp", "run", "--temp", "-n", "temp-edit", "-S", "train.epochs=1")
     undo_edit(project)
     assert marker in run.stdout
-    assert experiments(project)["temp-edit"]["deps"][MODULE]["hash"] == edited_md5
+    assert experiments_shown(project)["temp-edit"]["deps"][MODULE]["hash"] == edited_md5
 
 
 def test_killed_queued_experiment_resumes_when_queued_again(project, checkpoint_store):

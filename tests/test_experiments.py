@@ -25,14 +25,12 @@ CHROMIUM = (
 
 
 @pytest.fixture(scope="module")
-def experiment(trained_project, tmp_path_factory) -> tuple[Path, str]:
-    """A copy of the trained project (its committed run is the baseline), then an
+def experiment(trained_copy) -> tuple[Path, str]:
+    """The trained project, copied (its committed run is the baseline), then an
     experiment with two params changed, applied to the workspace. Returns the project
     root and the experiment's output."""
-    root = tmp_path_factory.mktemp("experiments") / "project"
-    shutil.copytree(trained_project, root, symlinks=True)
-    run = run_dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "model.dense_units=64")
-    return root, run.stdout
+    run = run_dvc(trained_copy, "exp", "run", "-S", "train.epochs=3", "-S", "model.dense_units=64")
+    return trained_copy, run.stdout
 
 
 def test_exp_run_with_a_train_param_reruns_only_train_and_evaluate(experiment):

@@ -21,11 +21,14 @@ from .helpers import (
     SMALL,
     copy_project,
     git,
+    in_background,
     project_env,
+    read_until,
     run_dvc,
     run_script,
     set_params,
     stages_run,
+    training_log_files,
 )
 
 pytestmark = pytest.mark.slow
@@ -34,12 +37,10 @@ EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
-def built(trained_project, tmp_path_factory) -> Path:
-    """A copy of the trained project (small subset, 2 epochs, committed, with its DVC
-    cache). Each test leaves it up to date again."""
-    root = tmp_path_factory.mktemp("failures") / "project"
-    shutil.copytree(trained_project, root, symlinks=True)
-    return root
+def built(trained_copy) -> Path:
+    """The trained project (small subset, 2 epochs, committed, with its DVC cache), copied.
+    Each test leaves it up to date again."""
+    return trained_copy
 
 
 def training_results(root: Path) -> tuple[bytes, bytes]:
@@ -60,47 +61,10 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*.tmp*") if ".git" not in p.parts and ".dvc" not in p.parts]
 
 
-@contextmanager
-def dvc_in_background(root: Path, *args: str, **env: str) -> Iterator[subprocess.Popen]:
-    """`dvc <args>` in its own process group (like a terminal's foreground job)."""
-    process = subprocess.Popen(
-        ["dvc", *args],
-        cwd=root,
-        env=project_env(root, **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-        process.stdout.close()
-
-
-def read_until(process: subprocess.Popen, marker: str) -> str:
-    """Read the process's output up to and including the first line holding `marker`."""
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"{marker!r} never appeared in:\n{''.join(seen)}")
-
-
 def restore_committed_run(root: Path) -> None:
     git(root, "checkout", "--", "params.yaml", "dvc.lock", "reports/metrics.json")
     run_dvc(root, "checkout")  # the committed run's outputs, from the cache
     assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
-
-
-def training_log(root: Path) -> dict[str, bytes]:
-    """Every file DVCLive wrote, by path."""
-    log = root / "dvclive"
-    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
 
 
 def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
@@ -108,7 +72,7 @@ def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
 ):
     # a run DVC has not seen yet, one epoch longer than the committed one
     set_params(built, {"train": {"learning_rate": 0.0015, "epochs": EPOCHS}})
-    with dvc_in_background(built, "repro") as process:
+    with in_background(built, "dvc", "repro") as process:
         read_until(process, f"train: epoch 2/{EPOCHS}")
         os.killpg(process.pid, signal.SIGKILL)
     (state,) = checkpoint_store.glob("[!.]*/state.json")
@@ -120,11 +84,11 @@ def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
     assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
     assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
     assert not state.parent.exists()  # removed after the successful run
-    after_resume = training_results(built), training_log(built)
+    after_resume = training_results(built), training_log_files(built)
 
     uninterrupted = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
     assert "resuming" not in uninterrupted.stdout and "train: epoch 1/" in uninterrupted.stdout
-    assert (training_results(built), training_log(built)) == after_resume
+    assert (training_results(built), training_log_files(built)) == after_resume
     restore_committed_run(built)
 
 
@@ -144,7 +108,7 @@ def test_ctrl_c_in_a_stage_is_one_line_no_partial_output_and_no_lock_change(
     metrics_before = (built / "reports/metrics.json").read_bytes()
     stalling = serve(mnist_mirror, mode="stall", stall_s=30)
     env = {"MNIST_MIRROR": stalling.url, "MNIST_TIMEOUT": "60"}
-    with dvc_in_background(built, "repro", "--force", "--single-item", stage, **env) as process:
+    with in_background(built, "dvc", "repro", "--force", "--single-item", stage, **env) as process:
         if marker is None:
             read_until(process, "Running stage 'fetch'")
             while not stalling.requests:
@@ -165,7 +129,7 @@ def test_ctrl_c_in_a_stage_is_one_line_no_partial_output_and_no_lock_change(
 
 def test_second_dvc_repro_is_refused_while_the_first_runs(built):
     baseline = training_results(built)
-    with dvc_in_background(built, "repro", "--force", "--single-item", "train") as first:
+    with in_background(built, "dvc", "repro", "--force", "--single-item", "train") as first:
         read_until(first, "> python stages/train.py")
         second = subprocess.run(
             ["dvc", "repro"],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import PROJECT_ROOT, project_env, run_dvc
+from .helpers import PROJECT_ROOT, experiments_shown, project_env, run_dvc
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,7 @@ def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
     listed = run_dvc(carol, "exp", "list", "origin").stdout
     assert all(name in listed for name in models)
     run_dvc(carol, "exp", "pull", "--no-cache", "origin", *models)  # git refs only
-    shown = json.loads(run_dvc(carol, "exp", "show", "--json").stdout)
-    found = {
-        rev["name"]: rev["data"]
-        for baseline in shown
-        for entry in baseline.get("experiments") or []
-        for rev in entry["revs"]
-    }
+    found = experiments_shown(carol)
     assert set(found) == set(models)
     for name, data in found.items():
         rate = data["params"]["params.yaml"]["data"]["train"]["learning_rate"]

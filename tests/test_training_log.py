@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mnist_pipeline.project import set_params
-
-from .helpers import project_env, run_dvc, run_script
+from .helpers import (
+    in_background,
+    read_until,
+    run_dvc,
+    run_script,
+    set_params,
+    training_log_files,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,36 +39,9 @@ CALLBACKS = {
 
 
 @pytest.fixture(scope="module")
-def project(trained_project, tmp_path_factory) -> Path:
-    """A copy of the trained project: git history, DVC cache, data and outputs."""
-    root = tmp_path_factory.mktemp("training-log") / "project"
-    shutil.copytree(trained_project, root, symlinks=True)
-    return root
-
-
-def background(root: Path, *command: str) -> subprocess.Popen:
-    """`command` in `root`, in its own process group, its output merged into stdout."""
-    return subprocess.Popen(
-        list(command),
-        cwd=root,
-        env=project_env(root),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def next_line_with(process: subprocess.Popen, marker: str) -> str:
-    for line in process.stdout:
-        if marker in line:
-            return line
-    raise AssertionError(f"{marker!r} never appeared")
-
-
-def log_files(root: Path) -> dict[str, bytes]:
-    log = root / "dvclive"
-    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+def project(trained_copy) -> Path:
+    """The trained project, copied for this module (its outputs and DVC cache)."""
+    return trained_copy
 
 
 def weights(root: Path) -> list[np.ndarray]:
@@ -76,19 +52,10 @@ def weights(root: Path) -> list[np.ndarray]:
 
 def test_dvclive_files_grow_as_each_epoch_ends_and_exp_show_follows(project):
     epochs = 3
-    process = background(
-        project,
-        "dvc",
-        "exp",
-        "run",
-        "-S",
-        f"train.epochs={epochs}",
-        "-S",
-        "train.learning_rate=0.0021",
-    )
-    try:
+    run = ("exp", "run", "-S", f"train.epochs={epochs}", "-S", "train.learning_rate=0.0021")
+    with in_background(project, "dvc", *run) as process:
         for epoch in range(1, epochs + 1):
-            next_line_with(process, f"train: epoch {epoch}/{epochs}")
+            read_until(process, f"train: epoch {epoch}/{epochs}")
             os.killpg(process.pid, signal.SIGSTOP)  # hold the run between two epochs
             rows = (project / LOSS_LOG).read_text().splitlines()
             assert len(rows) == 1 + epoch  # a header, then one row per finished epoch
@@ -100,11 +67,6 @@ def test_dvclive_files_grow_as_each_epoch_ends_and_exp_show_follows(project):
             os.killpg(process.pid, signal.SIGCONT)
         process.stdout.read()
         assert process.wait(timeout=300) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        process.stdout.close()
     assert len((project / LOSS_LOG).read_text().splitlines()) == 1 + epochs
 
 
@@ -115,7 +77,7 @@ def uninterrupted(project) -> tuple[dict[str, bytes], list[np.ndarray]]:
     run = run_script(project, "train")
     assert run.returncode == 0, run.stderr
     assert "train: stopped early after epoch 6" in run.stdout  # see CALLBACKS
-    log = log_files(project)
+    log = training_log_files(project)
     assert b"learning_rate" in log["metrics.json"]  # the schedule's rate is logged
     return log, weights(project)
 
@@ -128,20 +90,16 @@ def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(
     project, uninterrupted, killed_after
 ):
     expected_log, expected_weights = uninterrupted
-    process = background(project, sys.executable, "stages/train.py")
-    try:
-        next_line_with(process, f"train: epoch {killed_after}/8")
+    with in_background(project, sys.executable, "stages/train.py") as process:
+        read_until(process, f"train: epoch {killed_after}/8")
         os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-        process.stdout.close()
     resumed = run_script(project, "train")
     assert resumed.returncode == 0, resumed.stderr
     assert f"train: resuming after epoch {killed_after} of 8" in resumed.stdout
     assert ("train: epoch 6/8" in resumed.stdout) == (killed_after < 6)
     assert "train: epoch 7/8" not in resumed.stdout
     assert "train: stopped early after epoch 6" in resumed.stdout
-    assert log_files(project) == expected_log
+    assert training_log_files(project) == expected_log
     for resumed_weights, uninterrupted_weights in zip(
         weights(project), expected_weights, strict=True
     ):
