@@ -97,6 +97,13 @@ def copy_project(destination: Path) -> Path:
     return mnist_project.copy_project(PROJECT_ROOT, destination, untracked=True)
 
 
+def clone_with_remote(source: Path, destination: Path, remote: Path, name: str = "shared") -> Path:
+    """`git clone` of `source`, with the DVC remote `remote` as its default (local config)."""
+    subprocess.run(["git", "clone", "-q", str(source), str(destination)], check=True)
+    run_dvc(destination, "remote", "add", "--default", "--local", name, str(remote))
+    return destination
+
+
 def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """Run `dvc <args>` in the project at `root`; fail the test, with DVC's output, if it fails."""
     result = subprocess.run(

@@ -5,7 +5,6 @@ both refuse the file; a stage's refusal is one line naming the key."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from contextlib import contextmanager
@@ -47,16 +46,6 @@ def params_text(root: Path, text: str):
         path.write_text(committed)
 
 
-@contextmanager
-def inside(root: Path):
-    previous = os.getcwd()
-    os.chdir(root)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
     """`dvc <args>` in `root`, whether it succeeds or not."""
     return subprocess.run(
@@ -77,7 +66,9 @@ def same(a: object, b: object) -> bool:
 @pytest.mark.parametrize(
     ("key", "line", "spelling", "dvc_value"), SPELLINGS, ids=[s[2].strip() for s in SPELLINGS]
 )
-def test_stage_reads_each_spelling_as_dvc_does(project, key, line, spelling, dvc_value):
+def test_stage_reads_each_spelling_as_dvc_does(
+    project, monkeypatch, key, line, spelling, dvc_value
+):
     committed = (project / "params.yaml").read_text()
     assert line in committed
     with params_text(project, committed.replace(line, spelling, 1)):
@@ -87,17 +78,17 @@ def test_stage_reads_each_spelling_as_dvc_does(project, key, line, spelling, dvc
         workspace = next(entry for entry in shown if entry["rev"] == "workspace")
         assert same(lookup(workspace["data"]["params"]["params.yaml"]["data"], key), dvc_value)
 
-        with inside(project):
-            assert same(lookup(read_params_file(), key), dvc_value)  # what the stage parsed
-            section = key.split(".")[0]
-            try:
-                params = load_params(section)
-            except StageError as error:  # refused by the schema: one line naming the key
-                message = str(error)
-                assert "\n" not in message and message.startswith(f"params.yaml: {key} = ")
-                assert repr(dvc_value) in message
-            else:
-                assert same(lookup(params.model_dump(), key), dvc_value)
+        monkeypatch.chdir(project)  # the stages read params.yaml from the project root
+        assert same(lookup(read_params_file(), key), dvc_value)  # what the stage parsed
+        section = key.split(".")[0]
+        try:
+            params = load_params(section)
+        except StageError as error:  # refused by the schema: one line naming the key
+            message = str(error)
+            assert "\n" not in message and message.startswith(f"params.yaml: {key} = ")
+            assert repr(dvc_value) in message
+        else:
+            assert same(lookup(params.model_dump(), key), dvc_value)
 
 
 def test_duplicate_key_is_refused_by_dvc_and_by_the_stage_in_one_line(project):

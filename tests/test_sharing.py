@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from .helpers import PROJECT_ROOT, git, run_dvc, stages_run
+from .helpers import PROJECT_ROOT, clone_with_remote, git, run_dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +22,6 @@ OUTPUTS = (
     "reports/predictions.csv",
     "reports/figures/misclassified.png",
 )
-
-
-def clone_with_remote(source: Path, destination: Path, remote: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(source), str(destination)], check=True)
-    run_dvc(destination, "remote", "add", "--default", "--local", "shared", str(remote))
-    return destination
 
 
 def test_push_then_pull_in_a_fresh_clone_restores_every_output_without_running(

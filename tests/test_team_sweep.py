@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from .helpers import PROJECT_ROOT, experiments_shown, project_env, run_dvc
+from .helpers import PROJECT_ROOT, clone_with_remote, experiments_shown, project_env, run_dvc
 
 pytestmark = pytest.mark.slow
 
 LEARNING_RATES = {"alice": 0.0015, "bob": 0.003}  # one experiment per teammate
-
-
-def clone(origin: Path, destination: Path, dvc_remote: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(origin), str(destination)], check=True)
-    run_dvc(destination, "remote", "add", "--default", "--local", "team", str(dvc_remote))
-    return destination
 
 
 def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
@@ -35,14 +28,14 @@ def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
 
     models = {}
     for name, rate in LEARNING_RATES.items():
-        teammate = clone(origin, tmp_path / name, dvc_remote)
+        teammate = clone_with_remote(origin, tmp_path / name, dvc_remote, "team")
         run_dvc(teammate, "pull")
         experiment = f"{name}-lr"
         run_dvc(teammate, "exp", "run", "-n", experiment, "-S", f"train.learning_rate={rate}")
         run_dvc(teammate, "exp", "push", "origin", experiment)
         models[experiment] = (teammate / "models/model.keras").read_bytes()
 
-    carol = clone(origin, tmp_path / "carol", dvc_remote)
+    carol = clone_with_remote(origin, tmp_path / "carol", dvc_remote, "team")
     listed = run_dvc(carol, "exp", "list", "origin").stdout
     assert all(name in listed for name in models)
     run_dvc(carol, "exp", "pull", "--no-cache", "origin", *models)  # git refs only
