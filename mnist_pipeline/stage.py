@@ -3,9 +3,14 @@ appear all at once or not at all."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
+import functools
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,15 +39,110 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(130)
 
 
-def _staging_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp")
+# Staging copies are named .<target>.tmp.<random>[<suffix>] beside their target (git
+# ignores the pattern). Each run stages in a copy of its own and holds a lock on it, so
+# a run cleaning up after a killed one never removes the copy another run is writing.
+_OLD = ".old"  # a staging copy holding the previous output, moved aside
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.tmp."
 
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file in `folder` and the folder entries themselves to disk."""
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            _fsync(Path(parent, name))
+        _fsync(Path(parent))
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[bool]:
+    """Try to lock `path` (a file or folder) for the block; yields whether it was got.
+    The kernel drops the lock when the process ends, however it ends."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _clean_up_after_killed_runs(target: Path) -> None:
+    """Remove the staging copies of `target` that no running process holds. If a run
+    was killed between moving the old output aside and moving the new one in (only
+    where the filesystem cannot swap two folders atomically), put the old one back."""
+    for leftover in sorted(target.parent.glob(_staging_prefix(target) + "*")):
+        with _locked(leftover) as free:
+            if not free:
+                continue  # another run is writing it
+            if leftover.name.endswith(_OLD) and not os.path.lexists(target):
+                os.rename(leftover, target)
+            else:
+                _remove(leftover)
+
+
+_RENAME_EXCHANGE = 2  # renameat2 flag, linux/fs.h
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths `a` and `b` in one atomic step (Linux renameat2 RENAME_EXCHANGE);
+    False where the system or filesystem cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(a))
+
+
+def _put_in_place(staging: Path, target: Path) -> Path | None:
+    """Make the staged output `target`; return where the previous output now is."""
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+        return None
+    if _exchange(staging, target):
+        return staging
+    aside = staging.with_name(staging.name + _OLD)  # two steps, repaired if killed between
+    os.rename(target, aside)
+    os.rename(staging, target)
+    return aside
 
 
 @contextmanager
@@ -50,31 +150,48 @@ def staged_dir(target: Path) -> Iterator[Path]:
     """Yield an empty staging directory that replaces `target` only if the block succeeds.
 
     On any error, or Ctrl-C, the staging directory is removed and `target` is untouched.
+    Killed at any instant, even during the swap, `target` is the whole old output or the
+    whole new one; the next run removes what was left beside it.
     """
-    staging = _staging_path(target)
-    _remove(staging)  # left over from a run that was killed
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _remove(target)
-    os.replace(staging, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_up_after_killed_runs(target)
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+    staging.chmod(0o777 & ~_UMASK)  # as mkdir would make it, not mkdtemp's private 0o700
+    with _locked(staging):
+        try:
+            yield staging
+            _fsync_tree(staging)
+        except BaseException:
+            _remove(staging)
+            raise
+        previous = _put_in_place(staging, target)
+        _fsync(target.parent)
+    if previous is not None:
+        _remove(previous)
 
 
 @contextmanager
 def staged_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target` (same suffix) that is renamed onto it on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.stem}.tmp{target.suffix}")
-    _remove(staging)
+    _clean_up_after_killed_runs(target)
+    fd, name = tempfile.mkstemp(
+        prefix=_staging_prefix(target), suffix=target.suffix, dir=target.parent
+    )
+    staging = Path(name)
+    staging.chmod(0o666 & ~_UMASK)  # as open() would make it, not mkstemp's private 0o600
     try:
-        yield staging
-    except BaseException:
-        _remove(staging)
-        raise
-    os.replace(staging, target)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield staging
+            _fsync(staging)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        os.replace(staging, target)
+        _fsync(target.parent)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(target: Path, text: str) -> None:

@@ -1,11 +1,18 @@
-"""Outputs appear whole or not at all; damaged inputs stop a stage with one line naming
-the file."""
+"""Outputs appear whole or not at all, even when a stage is killed in the middle of
+replacing them; damaged inputs stop a stage with one line naming the file."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mnist_pipeline import stage
 from mnist_pipeline.arrays import load_split, save_split
 from mnist_pipeline.paths import PROCESSED_DIR, split_files
 from mnist_pipeline.stage import StageError, staged_dir, staged_file
@@ -36,6 +43,92 @@ def test_staged_file_leaves_previous_file_on_failure_and_no_temporary(tmp_path):
         raise KeyboardInterrupt
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# A process that replaces `target` with a new version through staged_dir, and kills
+# itself with SIGKILL just before its n-th system call (an `os` function) of the swap.
+SWAP_AND_DIE = """
+import os, signal, sys
+from pathlib import Path
+from mnist_pipeline import stage
+target, version, kill_at, how = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if how == "two-step":  # as on a filesystem that cannot swap two folders atomically
+    stage._exchange = lambda a, b: False
+calls = 0
+def die_at_call(frame, event, arg):
+    global calls
+    if event == "c_call" and getattr(arg, "__module__", None) == "posix":
+        if calls == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls += 1
+with stage.staged_dir(target) as staging:
+    for name in ("a", "b", "c"):
+        (staging / name).write_text(version)
+    sys.setprofile(die_at_call)
+sys.setprofile(None)
+"""
+
+
+def swap_and_die(target: Path, version: str, kill_at: int, how: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", SWAP_AND_DIE, str(target), version, str(kill_at), how],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode in (0, -signal.SIGKILL), result.stderr
+    return result.returncode
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
+
+
+@pytest.mark.parametrize("how", ["atomic-swap", "two-step"])
+def test_a_stage_killed_at_any_instant_of_the_swap_leaves_the_whole_old_or_new_output(
+    tmp_path, how
+):
+    target = tmp_path / "out"
+    old = {name: "old" for name in "abc"}
+    new = {name: "new" for name in "abc"}
+    kill_at, outcomes = 0, set()
+    while swap_and_die(target, "old", 10**9, how) == 0 and kill_at < 1000:
+        assert contents(target) == old
+        code = swap_and_die(target, "new", kill_at, how)
+        if how == "two-step":  # the target is missing between the two renames,
+            stage._clean_up_after_killed_runs(target)  # until the next run puts it back
+        got = contents(target)
+        assert got in (old, new), f"killed before call {kill_at}: {got}"
+        outcomes.add("new" if got == new else "old")
+        if code == 0:
+            break  # the swap finished before the n-th call: every instant was tried
+        kill_at += 1
+    assert code == 0 and kill_at > 10 and outcomes == {"old", "new"}
+    # the next run removes what the killed ones left beside the target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_two_runs_at_once_each_write_a_whole_output_of_their_own(tmp_path):
+    target = tmp_path / "out"
+    with staged_dir(target) as first:
+        (first / "part").write_text("first, half")
+        with staged_dir(target) as second:  # another run starts meanwhile, and finishes
+            (second / "part").write_text("second")
+            (second / "more").write_text("second")
+        assert contents(target) == {"part": "second", "more": "second"}
+        (first / "more").write_text("first")  # the first run's staging was left alone
+    assert contents(target) == {"part": "first, half", "more": "first"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staged_outputs_get_the_usual_permissions_not_private_ones(tmp_path):
+    with staged_dir(tmp_path / "out") as staging:
+        (staging / "file").write_text("x")
+    with staged_file(tmp_path / "out.json") as staged:
+        staged.write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def write_split(tmp_path, images, labels):
