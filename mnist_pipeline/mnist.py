@@ -30,6 +30,12 @@ class MnistFile:
     def download_name(self) -> str:
         return f"{self.name}.gz"
 
+    @property
+    def size(self) -> int:
+        """Bytes of the decompressed IDX file: the header, then one byte per value."""
+        values = self.count * (IMAGE_SIZE * IMAGE_SIZE if self.ndim == 3 else 1)
+        return 4 + 4 * self.ndim + values
+
 
 TRAIN_IMAGES = MnistFile(
     "train-images-idx3-ubyte",

@@ -1,12 +1,16 @@
 """Stage 1, fetch: download the four MNIST files into data/raw/.
 
-Reads:  the environment variable MNIST_MIRROR (a local folder or an http(s) URL prefix),
-        tried before the public mirrors; MNIST_TIMEOUT (seconds, default 30).
+Reads:  the environment variable MNIST_MIRROR (a local folder or an http(s) URL prefix,
+        which may hold user:password@), tried before the public mirrors; MNIST_TIMEOUT
+        (seconds a connection may stay silent, default 30); MNIST_DEADLINE (seconds one
+        file may take from one source, default 300).
 Writes: data/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, decompressed.
 
 Every file is checked against the sha256 pinned in mnist_pipeline/mnist.py, so where
 the bytes came from cannot change the result; that is why MNIST_MIRROR is not a DVC
-param. data/raw/ appears complete or not at all.
+param. Whatever a source sends, fetch's memory stays bounded (a few tens of MB) and each
+file's time too; every failure of a source is reported and the next one tried.
+data/raw/ appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -24,13 +28,9 @@ from mnist_pipeline.paths import RAW_DIR
 from mnist_pipeline.stage import StageError, run_stage, staged_dir
 
 
-def describe(source: str) -> str:
-    return f"{download.MIRROR_ENV}={source}" if source not in download.PUBLIC_MIRRORS else source
-
-
 def failure_report(failures: dict[str, str]) -> str:
     lines = ["could not download MNIST; every source failed:"]
-    lines += [f"  {describe(source)}: {reason}" for source, reason in failures.items()]
+    lines += [f"  {download.describe(source)}: {reason}" for source, reason in failures.items()]
     lines.append(
         f"Set {download.MIRROR_ENV} to a folder holding the four .gz files, or to an http(s) "
         f"URL prefix serving them, e.g. {download.MIRROR_ENV}=/data/mnist dvc repro"
@@ -40,19 +40,21 @@ def failure_report(failures: dict[str, str]) -> str:
 
 def main() -> None:
     sources = download.sources()
-    timeout = download.timeout_s()
+    limits = download.limits()
     failures: dict[str, str] = {}  # a source that failed once is not asked again
     with staged_dir(RAW_DIR) as staging:
         for file in FILES:
             for source in (s for s in sources if s not in failures):
                 try:
-                    data = download.fetch_file(source, file, timeout)
+                    download.fetch_file(source, file, staging / file.name, limits)
                 except download.FetchFailed as failure:
                     failures[source] = f"{file.download_name}: {failure}"
-                    print(f"fetch: {describe(source)} failed: {failures[source]}", file=sys.stderr)
+                    print(
+                        f"fetch: {download.describe(source)} failed: {failures[source]}",
+                        file=sys.stderr,
+                    )
                     continue
-                (staging / file.name).write_bytes(data)
-                print(f"fetch: {file.name} ({len(data):,} bytes) from {describe(source)}")
+                print(f"fetch: {file.name} ({file.size:,} bytes) from {download.describe(source)}")
                 break
             else:
                 raise StageError(failure_report(failures))

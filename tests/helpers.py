@@ -3,20 +3,26 @@ stages and DVC in."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
+import gzip
 import http.server
 import json
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from mnist_pipeline import download
 from mnist_pipeline import project as mnist_project
 from mnist_pipeline.project import set_params
 
@@ -27,24 +33,53 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"preprocess": {"max_train": 2000, "val_size": 1000}, "train": {"epochs": 1}}
 
 
+# A gzip file of 1,024 members, each 1 MiB of zeros: 1 MB that inflates to 1 GiB.
+GZIP_BOMB = gzip.compress(bytes(1 << 20), mtime=0) * 1024
+MIRROR_USER, MIRROR_PASSWORD = "reader", "s3cret-token"
+
+
 class MirrorHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder, or misbehaves as `server.mode` says: 404, 500, truncate, garbage, stall."""
+    """Serves a folder, or misbehaves as `server.mode` says: 404, 500, truncate, garbage,
+    stall, bomb (a gzip bomb), drip (a byte every 0.2 s, after the headers or during
+    them), bad-length (Content-Length: abc), redirect-ftp (to an ftp:// URL); auth serves
+    only with a Basic user:password."""
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
         pass
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # the client gave up, as it may
+            super().handle()
 
     def do_GET(self) -> None:
         server = self.server
         server.requests.append(self.path)
         mode = server.mode
+        if mode == "auth":
+            token = base64.b64encode(f"{MIRROR_USER}:{MIRROR_PASSWORD}".encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {token}":
+                return self.send_error(401)
+            mode = "ok"
         if mode == "ok":
             return super().do_GET()
         if mode in ("404", "500"):
             return self.send_error(int(mode))
+        if mode == "redirect-ftp":
+            self.send_response(302)
+            self.send_header("Location", f"ftp://127.0.0.1:1{self.path}")
+            return self.end_headers()
+        if mode == "drip-headers":
+            return self._drip(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n")
         body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+        if mode == "bomb":
+            body = GZIP_BOMB
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", "abc" if mode == "bad-length" else str(len(body)))
         self.end_headers()
+        if mode in ("bomb", "bad-length"):
+            self.wfile.write(body)
+        elif mode == "drip":
+            self._drip(body)
         if mode == "truncate":
             self.wfile.write(body[: len(body) // 2])
         elif mode == "garbage":
@@ -54,6 +89,12 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(server.stall_s)
         self.close_connection = True
+
+    def _drip(self, data: bytes) -> None:
+        for byte in data:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(0.2)
 
 
 class LoopbackMirror:
@@ -76,6 +117,22 @@ class LoopbackMirror:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def run_fetch(monkeypatch, workdir: Path, mirror: str | None, public: tuple[str, ...]) -> int:
+    """Run stages/fetch.py in-process in `workdir`, with loopback URLs standing in for the
+    public mirrors so no test ever leaves this machine. Returns the exit code."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(download, "PUBLIC_MIRRORS", public)
+    monkeypatch.setenv(download.TIMEOUT_ENV, "1")
+    if mirror is None:
+        monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    else:
+        monkeypatch.setenv(download.MIRROR_ENV, mirror)
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(PROJECT_ROOT / "stages" / "fetch.py"), run_name="__main__")
+        raise SystemExit(0)
+    return exit_info.value.code
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:
@@ -141,7 +198,7 @@ def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProce
     )
 
 
-@contextmanager
+@contextlib.contextmanager
 def in_background(root: Path, *command: str, **env: str) -> Iterator[subprocess.Popen]:
     """`command` in `root`, in its own process group (like a terminal's foreground job),
     its output merged into stdout; killed at the end of the block if still running."""

@@ -4,31 +4,15 @@ checksums, retries, and the report when every source fails."""
 from __future__ import annotations
 
 import gzip
-import runpy
-from pathlib import Path
 
 import pytest
 
 from mnist_pipeline import download
 from mnist_pipeline.mnist import FILES, TEST_LABELS
 
-FETCH_SCRIPT = Path(__file__).resolve().parent.parent / "stages" / "fetch.py"
+from .helpers import run_fetch
 
-
-def run_fetch(monkeypatch, workdir: Path, mirror: str | None, public: tuple[str, ...]) -> int:
-    """Run stages/fetch.py in-process in `workdir`, with loopback URLs standing in for the
-    public mirrors so no test ever leaves this machine. Returns the exit code."""
-    monkeypatch.chdir(workdir)
-    monkeypatch.setattr(download, "PUBLIC_MIRRORS", public)
-    monkeypatch.setenv(download.TIMEOUT_ENV, "1")
-    if mirror is None:
-        monkeypatch.delenv(download.MIRROR_ENV, raising=False)
-    else:
-        monkeypatch.setenv(download.MIRROR_ENV, mirror)
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(FETCH_SCRIPT), run_name="__main__")
-        raise SystemExit(0)
-    return exit_info.value.code
+LIMITS = download.Limits(timeout=0.5, deadline=10)
 
 
 def test_fetches_every_file_over_http_from_loopback_mirror(
@@ -84,11 +68,14 @@ def test_every_source_failing_reports_each_and_leaves_no_raw_data(
         ("stall", "timed out"),
     ],
 )
-def test_a_damaged_or_stalled_transfer_is_retried_then_reported(mnist_mirror, serve, mode, reason):
+def test_a_damaged_or_stalled_transfer_is_retried_then_reported(
+    mnist_mirror, serve, tmp_path, mode, reason
+):
     mirror = serve(mnist_mirror, mode=mode, stall_s=2.5)
     with pytest.raises(download.FetchFailed, match=reason):
-        download.fetch_file(mirror.url, TEST_LABELS, timeout=0.5)
+        download.fetch_file(mirror.url, TEST_LABELS, tmp_path / "out", LIMITS)
     assert len(mirror.requests) == download.ATTEMPTS_PER_SOURCE
+    assert not (tmp_path / "out").exists()
 
 
 def test_rejects_a_file_whose_decompressed_bytes_do_not_match_the_pinned_checksum(tmp_path):
@@ -96,7 +83,7 @@ def test_rejects_a_file_whose_decompressed_bytes_do_not_match_the_pinned_checksu
     with pytest.raises(
         download.FetchFailed, match=r"checksum mismatch: sha256 \w+\.\.\., expected ff7bcfd416de"
     ):
-        download.fetch_file(str(tmp_path), TEST_LABELS, timeout=1)
+        download.fetch_file(str(tmp_path), TEST_LABELS, tmp_path / "out", LIMITS)
 
 
 def test_accepts_a_differently_compressed_copy_of_the_right_bytes(mnist_mirror, tmp_path):
@@ -104,12 +91,13 @@ def test_accepts_a_differently_compressed_copy_of_the_right_bytes(mnist_mirror, 
     (tmp_path / TEST_LABELS.download_name).write_bytes(
         gzip.compress(data, compresslevel=1, mtime=0)
     )
-    assert download.fetch_file(str(tmp_path), TEST_LABELS, timeout=1) == data
+    download.fetch_file(str(tmp_path), TEST_LABELS, tmp_path / "out", LIMITS)
+    assert (tmp_path / "out").read_bytes() == data
 
 
 def test_mirror_folder_that_does_not_exist_is_a_source_failure(tmp_path):
     with pytest.raises(download.FetchFailed, match="is not a directory"):
-        download.fetch_file(str(tmp_path / "nowhere"), TEST_LABELS, timeout=1)
+        download.fetch_file(str(tmp_path / "nowhere"), TEST_LABELS, tmp_path / "out", LIMITS)
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
