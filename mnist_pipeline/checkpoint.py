@@ -11,6 +11,11 @@ the run trains with. `dvc exp run --queue` and `--temp` train in temporary copie
 DVC deletes; a rerun of the same experiment, in whatever copy, has the same fingerprint
 and finds its checkpoint. A checkpoint is removed when its run finishes; those left by
 runs that were killed and never rerun are removed once unused for STALE_AFTER_DAYS.
+
+A checkpoint is resumed only if everything in it is what the run expects (its Layout):
+the epoch count in range, one finite metrics entry per epoch, each callback's counters,
+and every array's name, size, shape and dtype, checked before the array is read, and the
+sha256 of the arrays file. Anything else is reported in one line and discarded.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +40,8 @@ from mnist_pipeline.stage import staged_dir
 STALE_AFTER_DAYS = 7
 _STATE_FILE = "state.json"
 _VARIABLES_FILE = "variables.npz"
+_MAX_STATE_BYTES = 16 << 20  # the history of 10,000 epochs takes about 2 MB
+_NPY_HEADER_BYTES = 4096  # more than the header np.save writes before an array's data
 
 # A callback's state: JSON values, and arrays (e.g. the best weights so far).
 CallbackState = tuple[dict[str, Any], list[np.ndarray]]
@@ -59,6 +68,38 @@ class Checkpoint:
     callbacks: dict[str, CallbackState] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ArraySpec:
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, array: Any) -> ArraySpec:
+        """The spec of anything with a shape and a dtype: an array, a Keras variable."""
+        return cls(tuple(int(side) for side in array.shape), np.dtype(array.dtype).str)
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class CallbackLayout:
+    counters: tuple[str, ...]  # whole numbers from 0 to the run's epochs
+    values: tuple[str, ...]  # finite numbers, or null
+    arrays: tuple[ArraySpec, ...] = ()  # the arrays it holds: all of these, or none
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a checkpoint of one run must hold to be resumed."""
+
+    epochs: int
+    model_variables: tuple[ArraySpec, ...]
+    optimizer_variables: tuple[ArraySpec, ...]
+    callbacks: dict[str, CallbackLayout]
+
+
 def _arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     arrays = {f"model_{i}": v for i, v in enumerate(checkpoint.model_variables)}
     arrays |= {f"optimizer_{i}": v for i, v in enumerate(checkpoint.optimizer_variables)}
@@ -81,6 +122,7 @@ class CheckpointStore:
             np.savez(staging / _VARIABLES_FILE, **_arrays(checkpoint))
             state = {
                 "fingerprint": self.run_fingerprint,
+                "variables_sha256": _sha256(staging / _VARIABLES_FILE),
                 "epochs_done": checkpoint.epochs_done,
                 "stopped_early": checkpoint.stopped_early,
                 "history": checkpoint.history,
@@ -93,39 +135,68 @@ class CheckpointStore:
             }
             (staging / _STATE_FILE).write_text(json.dumps(state, indent=2))
 
-    def load(self) -> tuple[Checkpoint | None, str]:
+    def load(self, layout: Layout) -> tuple[Checkpoint | None, str]:
         """This run's checkpoint, if there is one, and a line saying why it cannot be used.
 
-        One that cannot be read is removed, so that training starts fresh.
+        One that cannot be read, or does not hold what `layout` says, is removed, so that
+        training starts fresh.
         """
         if not self.folder.exists():
             return None, ""
         try:
-            state = json.loads((self.folder / _STATE_FILE).read_text())
-            if state["fingerprint"] != self.run_fingerprint:
-                raise ValueError("its fingerprint does not match its folder")
-            with np.load(self.folder / _VARIABLES_FILE, allow_pickle=False) as arrays:
-                model = [arrays[f"model_{i}"] for i in range(state["model_variables"])]
-                optimizer = [arrays[f"optimizer_{i}"] for i in range(state["optimizer_variables"])]
-                callbacks = {
-                    name: (
-                        entry["values"],
-                        [arrays[f"callback_{name}_{i}"] for i in range(entry["arrays"])],
-                    )
-                    for name, entry in state["callbacks"].items()
-                }
-            checkpoint = Checkpoint(
-                state["epochs_done"],
-                state["stopped_early"],
-                state["history"],
-                model,
-                optimizer,
-                callbacks,
-            )
-            return checkpoint, ""
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            return self._read(layout), ""
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
             self.clear()
-            return None, f"ignoring the checkpoint in {self.folder}: it cannot be read ({error})"
+            reason = str(error) if isinstance(error, ValueError) else repr(error)
+            return None, f"ignoring the checkpoint in {self.folder}: {_short(reason)}"
+
+    def _read(self, layout: Layout) -> Checkpoint:
+        state_file, variables_file = self.folder / _STATE_FILE, self.folder / _VARIABLES_FILE
+        if state_file.stat().st_size > _MAX_STATE_BYTES:
+            raise ValueError(f"{_STATE_FILE} is larger than {_MAX_STATE_BYTES:,} bytes")
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        _check(isinstance(state, dict), f"{_STATE_FILE} is not a JSON object")
+        _check(state.get("fingerprint") == self.run_fingerprint, "it belongs to another run")
+        epochs_done = state.get("epochs_done")
+        _check(
+            _is_int(epochs_done) and 1 <= epochs_done <= layout.epochs,
+            f"epochs_done is {_short(repr(epochs_done))}, not 1-{layout.epochs}",
+        )
+        _check(isinstance(state.get("stopped_early"), bool), "stopped_early is not true/false")
+        history = _checked_history(state.get("history"), epochs_done)
+        callbacks = _checked_callbacks(state.get("callbacks"), layout)
+        _check(
+            state.get("model_variables") == len(layout.model_variables)
+            and state.get("optimizer_variables") == len(layout.optimizer_variables),
+            "its variable counts are not this model's",
+        )
+        specs = {f"model_{i}": spec for i, spec in enumerate(layout.model_variables)}
+        specs |= {f"optimizer_{i}": spec for i, spec in enumerate(layout.optimizer_variables)}
+        for name, count in callbacks.items():
+            specs |= {
+                f"callback_{name}_{i}": layout.callbacks[name].arrays[i] for i in range(count)
+            }
+        most = sum(spec.nbytes + _NPY_HEADER_BYTES for spec in specs.values())
+        _check(variables_file.stat().st_size <= most, f"{_VARIABLES_FILE} is too large")
+        _check(
+            state.get("variables_sha256") == _sha256(variables_file),
+            f"{_VARIABLES_FILE} does not match the sha256 recorded with it",
+        )
+        arrays = _checked_arrays(variables_file, specs)
+        return Checkpoint(
+            epochs_done,
+            state["stopped_early"],
+            history,
+            [arrays[f"model_{i}"] for i in range(len(layout.model_variables))],
+            [arrays[f"optimizer_{i}"] for i in range(len(layout.optimizer_variables))],
+            {
+                name: (
+                    state["callbacks"][name]["values"],
+                    [arrays[f"callback_{name}_{i}"] for i in range(count)],
+                )
+                for name, count in callbacks.items()
+            },
+        )
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -139,6 +210,106 @@ class CheckpointStore:
             yield held
             if held and not self.folder.exists():  # cleared: the lock file has no more use
                 self.folder.with_suffix(".lock").unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ValueError(problem)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_history(history: Any, epochs_done: int) -> list[dict[str, float]]:
+    """One entry of finite metrics per finished epoch, each naming the same metrics."""
+    _check(
+        isinstance(history, list) and len(history) == epochs_done,
+        f"its history does not hold one entry for each of its {epochs_done} epochs",
+    )
+    names = set(history[0]) if isinstance(history[0], dict) else set()
+    _check("loss" in names, "its history does not log the loss")
+    for entry in history:
+        _check(
+            isinstance(entry, dict)
+            and set(entry) == names
+            and all(_is_number(value) for value in entry.values()),
+            "its history holds an entry that is not the same finite metrics as the others",
+        )
+    return history
+
+
+def _checked_callbacks(callbacks: Any, layout: Layout) -> dict[str, int]:
+    """Each callback's counters and values as `layout` says; returns its array count."""
+    _check(
+        isinstance(callbacks, dict) and set(callbacks) == set(layout.callbacks),
+        f"its callbacks are not this run's ({', '.join(layout.callbacks) or 'none'})",
+    )
+    counts = {}
+    for name, expected in layout.callbacks.items():
+        entry = callbacks[name]
+        values = entry.get("values") if isinstance(entry, dict) else None
+        _check(
+            isinstance(values, dict)
+            and set(values) == {*expected.counters, *expected.values}
+            and all(
+                _is_int(values[key]) and 0 <= values[key] <= layout.epochs
+                for key in expected.counters
+            )
+            and all(values[key] is None or _is_number(values[key]) for key in expected.values),
+            f"the state of callback {name} is not valid",
+        )
+        count = entry.get("arrays")
+        _check(
+            _is_int(count) and count in (0, len(expected.arrays)),
+            f"callback {name} holds the wrong number of arrays",
+        )
+        counts[name] = count
+    return counts
+
+
+def _checked_arrays(path: Path, specs: dict[str, ArraySpec]) -> dict[str, np.ndarray]:
+    """The arrays of the .npz at `path`: exactly the names in `specs`, each checked for
+    size before it is read, and for shape and dtype after."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        _check(
+            set(members) == {f"{name}.npy" for name in specs},
+            f"{_VARIABLES_FILE} does not hold this model's arrays",
+        )
+        for name, spec in specs.items():
+            _check(
+                members[f"{name}.npy"].file_size <= spec.nbytes + _NPY_HEADER_BYTES,
+                f"{_VARIABLES_FILE}: {name} is larger than it can be",
+            )
+    arrays = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for name, spec in specs.items():
+            array = archive[name]
+            _check(
+                ArraySpec.of(array) == spec,
+                f"{_VARIABLES_FILE}: {name} is {array.dtype} {array.shape}, "
+                f"this model's is {np.dtype(spec.dtype)} {spec.shape}",
+            )
+            arrays[name] = array
+    return arrays
 
 
 @contextmanager

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from dvclive import Live
 
-from mnist_pipeline.checkpoint import CallbackState, Checkpoint, CheckpointStore
+from mnist_pipeline.checkpoint import (
+    ArraySpec,
+    CallbackLayout,
+    CallbackState,
+    Checkpoint,
+    CheckpointStore,
+    Layout,
+)
 from mnist_pipeline.model import keras
 from mnist_pipeline.paths import TRAINING_LOG_DIR
 from mnist_pipeline.stage import StageError
@@ -73,6 +80,12 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
         self.saved = saved
 
+    @staticmethod
+    def layout(model: keras.Model) -> CallbackLayout:
+        """What its state holds: counters, the best val_loss, the best weights (if any)."""
+        weights = tuple(ArraySpec.of(weight) for weight in model.weights)
+        return CallbackLayout(("wait", "best_epoch", "stopped_epoch"), ("best",), weights)
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
         if self.saved is not None:
@@ -106,6 +119,10 @@ class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
     def __init__(self, factor: float, patience: int, saved: CallbackState | None) -> None:
         super().__init__(monitor="val_loss", factor=factor, patience=patience)
         self.saved = saved
+
+    @staticmethod
+    def layout(model: keras.Model) -> CallbackLayout:
+        return CallbackLayout(("wait", "cooldown_counter"), ("best",))
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
@@ -198,6 +215,43 @@ class EpochRecord(keras.callbacks.Callback):
         self.live.end()
 
 
+def _stateful_callbacks(
+    params: TrainParams, saved: dict[str, CallbackState]
+) -> dict[str, ResumableEarlyStopping | ResumablePlateau]:
+    """The callbacks this run uses whose state a checkpoint keeps, by name."""
+    stateful: dict[str, ResumableEarlyStopping | ResumablePlateau] = {}
+    if params.lr_schedule == "plateau":
+        stateful["plateau"] = ResumablePlateau(
+            params.lr_decay, params.lr_patience, saved.get("plateau")
+        )
+    if params.early_stopping_patience:
+        stateful["early_stopping"] = ResumableEarlyStopping(
+            params.early_stopping_patience, saved.get("early_stopping")
+        )
+    return stateful
+
+
+def checkpoint_layout(model: keras.Model, params: TrainParams) -> Layout:
+    """What a checkpoint of this run must hold: `model` compiled, its optimizer built."""
+    return Layout(
+        epochs=params.epochs,
+        model_variables=tuple(ArraySpec.of(v) for v in model.variables),
+        optimizer_variables=tuple(ArraySpec.of(v) for v in model.optimizer.variables),
+        callbacks={
+            name: callback.layout(model)
+            for name, callback in _stateful_callbacks(params, {}).items()
+        },
+    )
+
+
+def restore(model: keras.Model, resumed: Checkpoint) -> None:
+    """Set every model and optimizer variable to its value in `resumed` (checked to fit)."""
+    for variable, value in zip(model.variables, resumed.model_variables, strict=True):
+        variable.assign(value)
+    for variable, value in zip(model.optimizer.variables, resumed.optimizer_variables, strict=True):
+        variable.assign(value)
+
+
 def fit(
     model: keras.Model,
     params: TrainParams,
@@ -211,15 +265,7 @@ def fit(
     in one `model.fit()`, checkpointing each epoch into `store` (None: no checkpoints)."""
     saved = resumed.callbacks if resumed is not None else {}
     history = list(resumed.history) if resumed is not None else []
-    stateful: dict[str, ResumableEarlyStopping | ResumablePlateau] = {}
-    if params.lr_schedule == "plateau":
-        stateful["plateau"] = ResumablePlateau(
-            params.lr_decay, params.lr_patience, saved.get("plateau")
-        )
-    if params.early_stopping_patience:
-        stateful["early_stopping"] = ResumableEarlyStopping(
-            params.early_stopping_patience, saved.get("early_stopping")
-        )
+    stateful = _stateful_callbacks(params, saved)
     schedule = epoch_schedule(params)
     record = EpochRecord(history, params, store, stateful)
     callbacks = [*([schedule] if schedule else []), *stateful.values(), record]

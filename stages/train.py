@@ -66,8 +66,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def compiled_model(params: Params, resumed: checkpoint.Checkpoint | None) -> keras.Model:
-    """The CNN and its optimizer: fresh, or with every variable restored from a checkpoint."""
+def compiled_model(params: Params) -> keras.Model:
+    """The CNN, compiled, its optimizer's variables built (so a checkpoint can be checked
+    against them and restored into them)."""
     from mnist_pipeline.model import build_model, keras
 
     model = build_model(params.model)
@@ -78,14 +79,7 @@ def compiled_model(params: Params, resumed: checkpoint.Checkpoint | None) -> ker
         }
     )
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if resumed is None:
-        model.summary()
-        return model
     optimizer.build(model.trainable_variables)
-    for variable, value in zip(model.variables, resumed.model_variables, strict=True):
-        variable.assign(value)
-    for variable, value in zip(optimizer.variables, resumed.optimizer_variables, strict=True):
-        variable.assign(value)
     return model
 
 
@@ -106,23 +100,26 @@ def main() -> None:
     train, val = load_split("train"), load_split("val")
     store = open_checkpoint_store(params)
     with store.held() as held:
-        resumed, note = store.load() if held else (None, "")
-        if not held:
-            note = f"another run of this same experiment holds {store.folder}; this run keeps no checkpoint"
-        if note:
-            print(f"train: {note}")
-        if resumed is not None:
-            print(
-                f"train: resuming after epoch {resumed.epochs_done} of {params.train.epochs} "
-                f"(checkpoint in {store.folder})"
-            )
-
         from mnist_pipeline import training  # imports Keras, with the backend chosen above
         from mnist_pipeline.distribution import distribution_scope
 
         seed_everything(params.seed, params.train.deterministic)
         with distribution_scope(params.train.distribution):
-            model = compiled_model(params, resumed)
+            model = compiled_model(params)
+            layout = training.checkpoint_layout(model, params.train)
+            resumed, note = store.load(layout) if held else (None, "")
+            if not held:
+                note = f"another run of this same experiment holds {store.folder}; this run keeps no checkpoint"
+            if note:
+                print(f"train: {note}")
+            if resumed is None:
+                model.summary()
+            else:
+                print(
+                    f"train: resuming after epoch {resumed.epochs_done} of {params.train.epochs} "
+                    f"(checkpoint in {store.folder})"
+                )
+                training.restore(model, resumed)
         shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)  # a fresh log, replayed on resume
         try:
             training.fit(

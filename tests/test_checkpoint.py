@@ -1,17 +1,33 @@
 """The checkpoint store: one checkpoint per run fingerprint, so a run with other params
-never sees another's; an unreadable one is reported and dropped; stale ones are removed
-unless a run holds them; one process at a time holds a run's checkpoint."""
+never sees another's; one that cannot be read, or holds anything but what the run
+expects (counts, shapes, dtypes, sizes, epochs, metrics), is reported in one line and
+dropped; stale ones are removed unless a run holds them; one process at a time holds a
+run's checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from mnist_pipeline.checkpoint import Checkpoint, CheckpointStore, fingerprint, remove_stale
+from mnist_pipeline.checkpoint import (
+    ArraySpec,
+    CallbackLayout,
+    Checkpoint,
+    CheckpointStore,
+    Layout,
+    fingerprint,
+    remove_stale,
+)
+
+EARLY_STOPPING = {"wait": 1, "best": 0.4, "best_epoch": 1, "stopped_epoch": 0}
 
 
 def sample(epochs_done: int = 2) -> Checkpoint:
@@ -21,20 +37,33 @@ def sample(epochs_done: int = 2) -> Checkpoint:
         history=[{"loss": 0.5, "val_loss": 0.4}] * epochs_done,
         model_variables=[np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros(3)],
         optimizer_variables=[np.array(7, dtype=np.int64)],
-        callbacks={"early_stopping": ({"wait": 1, "best": 0.4}, [np.ones((2, 2))])},
+        callbacks={"early_stopping": (dict(EARLY_STOPPING), [np.ones((2, 2))])},
     )
+
+
+# What a run whose checkpoints look like sample()'s expects of them.
+LAYOUT = Layout(
+    epochs=3,
+    model_variables=(ArraySpec((2, 3), "<f4"), ArraySpec((3,), "<f8")),
+    optimizer_variables=(ArraySpec((), "<i8"),),
+    callbacks={
+        "early_stopping": CallbackLayout(
+            ("wait", "best_epoch", "stopped_epoch"), ("best",), (ArraySpec((2, 2), "<f8"),)
+        )
+    },
+)
 
 
 def test_a_checkpoint_round_trips_through_its_store(tmp_path):
     store = CheckpointStore(tmp_path, "a" * 64)
     store.save(sample())
-    loaded, note = store.load()
+    loaded, note = store.load(LAYOUT)
     assert note == ""
     assert (loaded.epochs_done, loaded.history) == (2, sample().history)
     for got, want in zip(loaded.model_variables, sample().model_variables, strict=True):
         assert got.dtype == want.dtype and np.array_equal(got, want)
     values, arrays = loaded.callbacks["early_stopping"]
-    assert values == {"wait": 1, "best": 0.4} and np.array_equal(arrays[0], np.ones((2, 2)))
+    assert values == EARLY_STOPPING and np.array_equal(arrays[0], np.ones((2, 2)))
 
 
 def test_the_fingerprint_covers_params_and_file_bytes(tmp_path):
@@ -48,8 +77,10 @@ def test_the_fingerprint_covers_params_and_file_bytes(tmp_path):
 
 def test_a_run_with_another_fingerprint_does_not_see_the_checkpoint(tmp_path):
     CheckpointStore(tmp_path, "a" * 64).save(sample())
-    assert CheckpointStore(tmp_path, "b" * 64).load() == (None, "")
-    assert CheckpointStore(tmp_path, "a" * 64).load()[0] is not None  # still there for its run
+    assert CheckpointStore(tmp_path, "b" * 64).load(LAYOUT) == (None, "")
+    assert (
+        CheckpointStore(tmp_path, "a" * 64).load(LAYOUT)[0] is not None
+    )  # still there for its run
 
 
 def test_an_unreadable_checkpoint_is_reported_in_one_line_and_removed(tmp_path):
@@ -58,9 +89,11 @@ def test_an_unreadable_checkpoint_is_reported_in_one_line_and_removed(tmp_path):
     state = json.loads((store.folder / "state.json").read_text())
     state["model_variables"] = 5  # more arrays than the file holds
     (store.folder / "state.json").write_text(json.dumps(state))
-    loaded, note = store.load()
+    loaded, note = store.load(LAYOUT)
     assert loaded is None and "\n" not in note
-    assert note.startswith(f"ignoring the checkpoint in {store.folder}: it cannot be read")
+    assert note == (
+        f"ignoring the checkpoint in {store.folder}: its variable counts are not this model's"
+    )
     assert not store.folder.exists()
 
 
@@ -84,3 +117,87 @@ def test_stale_checkpoints_are_removed_unless_a_run_holds_them(tmp_path):
         held.folder.name,
         fresh.folder.name,
     ]
+
+
+def tamper(store: CheckpointStore, change) -> None:
+    """Apply `change` to the saved state.json's contents (a dict), keeping it valid JSON."""
+    state = json.loads((store.folder / "state.json").read_text())
+    change(state)
+    (store.folder / "state.json").write_text(json.dumps(state))
+
+
+def inflating_member(path: Path, name: str, size: int) -> None:
+    """Replace the arrays file at `path` with one whose member `name` inflates to `size`
+    bytes of zeros, written a MiB at a time."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+            for _ in range(size >> 20):
+                member.write(bytes(1 << 20))
+        for other in ("model_1", "optimizer_0", "callback_early_stopping_0"):
+            archive.writestr(f"{other}.npy", b"")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda s: s.update(epochs_done=-7), "epochs_done is -7, not 1-3"),
+        (lambda s: s.update(epochs_done=True), "epochs_done is True, not 1-3"),
+        (lambda s: s.update(epochs_done=4), "epochs_done is 4, not 1-3"),
+        (lambda s: s.update(stopped_early="no"), "stopped_early is not true/false"),
+        (
+            lambda s: s.update(history="all done"),
+            "its history does not hold one entry for each of its 2 epochs",
+        ),
+        (
+            lambda s: s["history"][1].update(loss="NaN"),
+            "its history holds an entry that is not the same finite metrics as the others",
+        ),
+        (lambda s: s["history"][0].pop("loss"), "its history does not log the loss"),
+        (
+            lambda s: s["callbacks"]["early_stopping"]["values"].update(wait=10**6),
+            "the state of callback early_stopping is not valid",
+        ),
+        (
+            lambda s: s["callbacks"].update(plateau={"values": {}, "arrays": 0}),
+            "its callbacks are not this run's (early_stopping)",
+        ),
+        (lambda s: s.update(fingerprint="b" * 64), "it belongs to another run"),
+        (
+            lambda s: s.update(variables_sha256="0" * 64),
+            "variables.npz does not match the sha256 recorded with it",
+        ),
+    ],
+)
+def test_a_checkpoint_with_impossible_contents_is_reported_in_one_line_and_dropped(
+    tmp_path, change, reason
+):
+    store = CheckpointStore(tmp_path, "a" * 64)
+    store.save(sample())
+    tamper(store, change)
+    assert store.load(LAYOUT) == (None, f"ignoring the checkpoint in {store.folder}: {reason}")
+    assert not store.folder.exists()
+
+
+def test_a_checkpoint_of_another_model_is_not_resumed(tmp_path):
+    store = CheckpointStore(tmp_path, "a" * 64)
+    store.save(sample())
+    wider = ArraySpec((2, 4), "<f4")
+    other_model = dataclasses.replace(LAYOUT, model_variables=(wider, LAYOUT.model_variables[1]))
+    loaded, note = store.load(other_model)
+    assert loaded is None
+    assert note.endswith("variables.npz: model_0 is float32 (2, 3), this model's is float32 (2, 4)")
+
+
+def test_an_arrays_file_that_would_inflate_past_its_arrays_size_is_refused_unread(tmp_path):
+    store = CheckpointStore(tmp_path, "a" * 64)
+    store.save(sample())
+    arrays = store.folder / "variables.npz"
+    inflating_member(arrays, "model_0", 8 << 20)  # 8 KB that inflate to 8 MiB, not 24 bytes
+    assert arrays.stat().st_size < 16 << 10
+    tamper(
+        store, lambda s: s.update(variables_sha256=hashlib.sha256(arrays.read_bytes()).hexdigest())
+    )
+    started = time.monotonic()
+    loaded, note = store.load(LAYOUT)
+    assert loaded is None and note.endswith("variables.npz: model_0 is larger than it can be")
+    assert time.monotonic() - started < 1
