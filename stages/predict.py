@@ -6,10 +6,20 @@ Writes: nothing; prints one line per input (or JSON with --json).
     python stages/predict.py --index 0                 # the first test digit: 7
     python stages/predict.py photo.png scan.jpg --json
 
-Image files (PNG, JPEG, any size) are made MNIST-style first: grayscale, inverted if
-dark on light, the digit's bounding box scaled into 20x20 and centred by its centre of
-mass in 28x28. An unreadable file is reported on its own line; the others still get
-their answer, and the exit code is 1.
+Image files are made MNIST-style first: grayscale, inverted if dark on light, the
+digit's bounding box scaled into 20x20 and centred by its centre of mass in 28x28.
+
+- Formats: PNG, JPEG, BMP, GIF and WebP only, which Pillow decodes itself (EPS and the
+  like are refused: they would run other programs). Animated images: the first frame.
+- Size: at most 50 megapixels (mnist_pipeline.digits.MAX_PIXELS), checked from the header
+  before decoding. Images over 1024 pixels a side are shrunk to that first (JPEGs while
+  they are decoded).
+- Transparency shows the paper: dark or light ink on a transparent background are both
+  found. 16-bit images are stretched from their darkest pixel to their lightest.
+
+A file that cannot be read, or holds no digit (blank, uniform, marks too small or too far
+apart), is reported on its own line; the others still get their answer, and the exit
+code is 1.
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ from mnist_pipeline.stage import run_stage
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Predict MNIST digits with the trained model.")
-    parser.add_argument("images", nargs="*", type=Path, help="image files (PNG, JPEG, ...)")
+    parser.add_argument(
+        "images", nargs="*", type=Path, help="image files (PNG, JPEG, BMP, GIF or WebP)"
+    )
     parser.add_argument(
         "--index", type=int, action="append", default=[], help="a test-set index (repeatable)"
     )
