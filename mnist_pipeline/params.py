@@ -6,14 +6,31 @@ every value a stage uses. Each stage loads only the sections it reads.
 The file is parsed by DVC's own loader (ruamel.yaml, YAML 1.2, duplicate keys refused),
 so a stage uses exactly the values that `dvc params diff` and `dvc exp show` report:
 `1e-3` is a float, `010` is ten, `on` is a string.
+
+Whatever the file holds, a stage that cannot use it says so in one short line, at once:
+a file too big or nested too deep to parse quickly is refused before parsing, and every
+key or value a message quotes is cut short and has its control characters escaped.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import reprlib
+import sys
 from typing import Annotated, Any, Literal
 
-from dvc.utils.serialize import LOADERS, EncodingError, ParseError
+from dvc.utils.serialize import PARSERS, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.events import (
+    CollectionEndEvent,
+    CollectionStartEvent,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+)
 
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES, TRAIN_COUNT
 from mnist_pipeline.paths import PARAMS_FILE
@@ -99,10 +116,55 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "train": TrainParams,
 }
 
+# Limits on the file itself, so that no file makes a stage hang or crash before it can
+# say what is wrong. The YAML parser is pure Python (about 50 KB/s at worst).
+MAX_FILE_BYTES = 16 * 1024  # ten times the committed file
+MAX_DEPTH = 8  # collections inside collections; params need 3 (file, section, list)
+
+
+class _Short(reprlib.Repr):
+    """repr() cut short at every level: an alias bomb's billion items print as a few."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 4
+        self.maxstring = self.maxother = self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # repr() refuses ints over 4300 digits, and is slow
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _Short()
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, with control (and other unprintable) characters
+    escaped, so that no terminal escape code from the file reaches the user's terminal."""
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode() for c in text[:limit]
+    )
+    return shown if len(text) <= limit and len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _shown(value: object) -> str:
+    """Any value from params.yaml as a message shows it: its repr, short and printable."""
+    return _printable(_SHORT.repr(value))
+
+
+def _name(key: object) -> str:
+    """A key as a message names it: bare if a short printable string, else shown as a value."""
+    if isinstance(key, str) and key.isprintable() and 0 < len(key) <= 40:
+        return key
+    return _shown(key)
+
 
 def _format_error(error: dict[str, Any]) -> str:
-    loc = [str(part) for part in error["loc"]]
-    key, kind, message = ".".join(loc), error["type"], error["msg"]
+    loc = error["loc"]
+    key, kind = ".".join(_name(part) for part in loc), error["type"]
+    message = _printable(error["msg"], 200)
     if kind == "missing":
         return f"{key} is missing; add it to {PARAMS_FILE}"
     if kind == "extra_forbidden":
@@ -110,36 +172,120 @@ def _format_error(error: dict[str, Any]) -> str:
         return f"{key} is not a known key; allowed: {allowed}"
     if kind == "value_error":  # our own cross-field checks say it all themselves
         return f"{key}: {message.removeprefix('Value error, ')}"
-    return f"{key} = {error['input']!r} is invalid: {message}"
+    return f"{key} = {_shown(error['input'])} is invalid: {message}"
 
 
-def _parse_problem(error: ParseError) -> str:
+def _line(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def _parse_problem(error: ParseError, text: str) -> str:
     """One line from the YAML parser's complaint: what is wrong, and where."""
-    if isinstance(error, EncodingError):
-        return "not UTF-8 text"
     cause = error.__cause__
-    problem = getattr(cause, "problem", None) or "cannot be parsed"
+    problem = getattr(cause, "problem", None) or str(cause or "").split("\n")[0]
+    problem = problem.replace('"', "'") or "cannot be parsed"
     mark = getattr(cause, "problem_mark", None)
-    where = f" at line {mark.line + 1}" if mark is not None else ""
-    problem = problem.replace('"', "'")
+    position = getattr(cause, "position", None)  # a ReaderError's: a character the file holds
+    if mark is not None:
+        where = f" at line {mark.line + 1}"
+    elif position is not None:
+        where = f" at line {_line(text, position)}"
+    else:
+        where = ""
     if "duplicate key" in problem:
         first = getattr(cause, "context_mark", None)
         first_line = f" (first at line {first.line + 1})" if first is not None else ""
-        return f"{problem.split(' with value')[0]}{where}{first_line}; each key may appear once"
-    return f"not valid YAML{where}: {problem}"
+        problem = _printable(problem.split(" with value")[0], 120)
+        return f"{problem}{where}{first_line}; each key may appear once"
+    return f"not valid YAML{where}: {_printable(problem, 120)}"
+
+
+def _read_text() -> str:
+    """params.yaml's text, as DVC reads it (UTF-8, universal newlines), if not too big."""
+    try:
+        with open(PARAMS_FILE, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+            size = max(len(data), os.fstat(file.fileno()).st_size)
+    except FileNotFoundError:
+        raise StageError(f"{PARAMS_FILE} not found: run the stages from the project root") from None
+    if size > MAX_FILE_BYTES:
+        raise StageError(
+            f"{PARAMS_FILE} is {size:,} bytes; at most {MAX_FILE_BYTES:,} are allowed "
+            "(it holds settings, not data)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise StageError(
+            f"{PARAMS_FILE}: not UTF-8 text (byte {data[error.start]:#04x} at line {line}); "
+            "save it as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+_DECIMAL = re.compile(r"[-+]?[0-9_]+")  # YAML 1.2's decimal integers, as the parser reads them
+# Python's int() refuses longer decimal strings (0: no limit, before 3.10.7)
+_MAX_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+
+
+def _shape_problem(text: str) -> str | None:
+    """What, in the YAML's structure, DVC's loader would choke on or hang over: nesting
+    deeper than MAX_DEPTH, a key that is a collection or an alias, or an integer too long
+    for Python to convert. None if none of these (or if the YAML is invalid: DVC's loader
+    then says why)."""
+    # One entry per open collection: a mapping's says whether its next node is a key.
+    mapping_awaits_key: list[bool | None] = []
+    try:
+        for event in YAML(typ="safe").parse(text):
+            line = event.start_mark.line + 1
+            if isinstance(event, NodeEvent) and mapping_awaits_key:
+                if mapping_awaits_key[-1] and not isinstance(event, ScalarEvent):
+                    return f"the key at line {line} is a list, mapping or alias; keys are names"
+                if mapping_awaits_key[-1] is not None:
+                    mapping_awaits_key[-1] = not mapping_awaits_key[-1]
+            if isinstance(event, CollectionStartEvent):
+                mapping_awaits_key.append(True if isinstance(event, MappingStartEvent) else None)
+                if len(mapping_awaits_key) > MAX_DEPTH:
+                    return f"nested over {MAX_DEPTH} deep at line {line}; params need 3 levels"
+            elif isinstance(event, CollectionEndEvent):
+                mapping_awaits_key.pop()
+            elif isinstance(event, ScalarEvent) and event.style is None and event.tag is None:
+                digits = sum(c.isdigit() for c in event.value)
+                if 0 < _MAX_DIGITS < digits and _DECIMAL.fullmatch(event.value):
+                    return (
+                        f"the number at line {line} has {digits:,} digits; "
+                        f"at most {_MAX_DIGITS:,} are allowed"
+                    )
+    except YAMLError:
+        return None
+    return None
 
 
 def read_params_file() -> dict[str, Any]:
-    """params.yaml as DVC reads it: DVC's own loader, so the same YAML dialect (1.2).
+    """params.yaml as DVC reads it: DVC's own parser, so the same YAML dialect (1.2).
 
-    Raises StageError, in one line, for a missing file, bad YAML or a duplicate key.
+    Raises StageError, in one line, for a missing, huge or non-UTF-8 file, bad YAML, a
+    duplicate key, or a value the parser cannot build.
     """
+    text = _read_text()
+    problem = _shape_problem(text)
+    if problem:
+        raise StageError(f"{PARAMS_FILE}: {problem}")
     try:
-        raw = LOADERS[PARAMS_FILE.suffix](PARAMS_FILE)
-    except FileNotFoundError:
-        raise StageError(f"{PARAMS_FILE} not found: run the stages from the project root") from None
+        raw = PARSERS[PARAMS_FILE.suffix](text, PARAMS_FILE)
     except ParseError as error:
-        raise StageError(f"{PARAMS_FILE}: {_parse_problem(error)}") from None
+        raise StageError(f"{PARAMS_FILE}: {_parse_problem(error, text)}") from None
+    except RecursionError:
+        raise StageError(f"{PARAMS_FILE}: nested too deep to read; params need 3 levels") from None
+    except (ValueError, LookupError, TypeError) as error:
+        # The parser's constructors fail this way on a scalar that looks like, or is
+        # tagged as, a type it is not: 2024-13-01, !!int abc, !!bool maybe.
+        detail = _printable(f"{type(error).__name__}: {error}")
+        raise StageError(
+            f"{PARAMS_FILE}: a value cannot be read ({detail}); write numbers, strings, "
+            "true/false or null, without !! tags"
+        ) from None
     if not isinstance(raw, dict):
         raise StageError(f"{PARAMS_FILE} must be a mapping of sections: {', '.join(SECTIONS)}")
     return raw
@@ -151,7 +297,7 @@ def load_params(*sections: str) -> Params:
     Raises StageError with one line naming the key, the value and what is allowed.
     """
     raw = read_params_file()
-    unknown = sorted(str(key) for key in raw if key not in SECTIONS)
+    unknown = sorted(_name(key) for key in raw if key not in SECTIONS)
     if unknown:
         raise StageError(
             f"{PARAMS_FILE}: {unknown[0]} is not a known section; allowed: {', '.join(SECTIONS)}"
