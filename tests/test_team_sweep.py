@@ -80,6 +80,7 @@ def test_sweep_workflow_runs_one_experiment_per_value_and_pushes_each():
     assert {"param", "values"} <= set(triggers["workflow_dispatch"]["inputs"])
     (job,) = workflow["jobs"].values()
     assert job["strategy"]["matrix"]["value"] == "${{ fromJSON(inputs.values) }}"
-    script = job["steps"][-1]["run"]
-    assert 'dvc exp run --pull -n "$name"' in script and 'dvc exp push origin "$name"' in script
-    assert workflow["permissions"]["contents"] == "write"
+    run, push = (step["run"] for step in job["steps"][-2:])
+    assert 'dvc exp run --pull -n "$name"' in run and "dvc exp push" not in run
+    assert 'dvc exp push origin "$EXPERIMENT"' in push and "extraheader" in push
+    assert job["permissions"]["contents"] == "write"  # the job alone, not the workflow
