@@ -4,6 +4,7 @@ runs, corrupt inputs and full or read-only folders give one line naming the file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,7 +64,7 @@ def leftovers(root: Path) -> list[Path]:
 
 def restore_committed_run(root: Path) -> None:
     git(root, "checkout", "--", "params.yaml", "dvc.lock", "reports/metrics.json")
-    run_dvc(root, "checkout")  # the committed run's outputs, from the cache
+    run_dvc(root, "checkout", "--force")  # the committed run's outputs, from the cache
     assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -89,6 +90,37 @@ def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
     uninterrupted = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
     assert "resuming" not in uninterrupted.stdout and "train: epoch 1/" in uninterrupted.stdout
     assert (training_results(built), training_log_files(built)) == after_resume
+    restore_committed_run(built)
+
+
+def test_a_forged_checkpoint_is_reported_in_one_line_and_training_starts_over(
+    built, checkpoint_store
+):
+    set_params(built, {"train": {"learning_rate": 0.0017, "epochs": EPOCHS}})
+    with in_background(built, sys.executable, "stages/train.py") as process:
+        read_until(process, f"train: epoch 1/{EPOCHS}")
+        os.killpg(process.pid, signal.SIGKILL)
+    # Forge a finished run: every epoch done, and weights of the wrong shape injected.
+    (state_file,) = checkpoint_store.glob("[!.]*/state.json")
+    arrays = state_file.parent / "variables.npz"
+    with np.load(arrays) as saved:
+        forged = {name: saved[name] for name in saved.files}
+    forged["model_0"] = np.zeros((1, 1, 1, 1), dtype=np.float32)
+    np.savez(arrays, **forged)
+    state = json.loads(state_file.read_text())
+    state.update(epochs_done=EPOCHS, history=state["history"] * EPOCHS)
+    state["variables_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    state_file.write_text(json.dumps(state))
+
+    rerun = run_script(built, "train")
+    assert rerun.returncode == 0, rerun.stderr
+    notes = [line for line in rerun.stdout.splitlines() if "checkpoint" in line]
+    assert notes == [
+        f"train: ignoring the checkpoint in {state_file.parent}: variables.npz: model_0 is "
+        "float32 (1, 1, 1, 1), this model's is float32 (3, 3, 1, 32)"
+    ]
+    assert "resuming" not in rerun.stdout and f"train: epoch 1/{EPOCHS}" in rerun.stdout
+    assert not state_file.parent.exists()
     restore_committed_run(built)
 
 
@@ -121,9 +153,11 @@ def test_ctrl_c_in_a_stage_is_one_line_no_partial_output_and_no_lock_change(
     assert f"{stage}: interrupted, no output written" in rest
     assert "Traceback" not in rest
     assert (built / "dvc.lock").read_bytes() == lock_before
-    assert (built / "reports/metrics.json").read_bytes() == metrics_before  # git's copy, kept
     assert leftovers(built) == []
     run_dvc(built, "checkout")  # DVC removed the stage's cached outputs; they come back
+    if stage == "evaluate":  # DVC removed metrics.json too: the run-cache has it
+        assert "Stage 'evaluate' is cached" in run_dvc(built, "repro").stdout
+    assert (built / "reports/metrics.json").read_bytes() == metrics_before
     assert run_dvc(built, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
