@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 import zipfile
@@ -42,6 +43,7 @@ _STATE_FILE = "state.json"
 _VARIABLES_FILE = "variables.npz"
 _MAX_STATE_BYTES = 16 << 20  # the history of 10,000 epochs takes about 2 MB
 _NPY_HEADER_BYTES = 4096  # more than the header np.save writes before an array's data
+_METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 # A callback's state: JSON values, and arrays (e.g. the best weights so far).
 CallbackState = tuple[dict[str, Any], list[np.ndarray]]
@@ -145,9 +147,9 @@ class CheckpointStore:
             return None, ""
         try:
             return self._read(layout), ""
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+        except Exception as error:  # whatever is wrong with it, training starts fresh
             self.clear()
-            reason = str(error) if isinstance(error, ValueError) else repr(error)
+            reason = str(error) if type(error) is ValueError else f"{type(error).__name__}: {error}"
             return None, f"ignoring the checkpoint in {self.folder}: {_short(reason)}"
 
     def _read(self, layout: Layout) -> Checkpoint:
@@ -246,6 +248,10 @@ def _checked_history(history: Any, epochs_done: int) -> list[dict[str, float]]:
     )
     names = set(history[0]) if isinstance(history[0], dict) else set()
     _check("loss" in names, "its history does not log the loss")
+    _check(  # the names become DVCLive's file names: nothing like ../ in them
+        all(isinstance(name, str) and _METRIC_NAME.fullmatch(name) for name in names),
+        "its history names a metric that is not a plain name",
+    )
     for entry in history:
         _check(
             isinstance(entry, dict)
@@ -286,8 +292,10 @@ def _checked_callbacks(callbacks: Any, layout: Layout) -> dict[str, int]:
 
 
 def _checked_arrays(path: Path, specs: dict[str, ArraySpec]) -> dict[str, np.ndarray]:
-    """The arrays of the .npz at `path`: exactly the names in `specs`, each checked for
-    size before it is read, and for shape and dtype after."""
+    """The arrays of the .npz at `path`: exactly the names in `specs`, stored uncompressed,
+    each one's size, then its .npy header's shape and dtype, checked before its data
+    is read."""
+    arrays = {}
     with zipfile.ZipFile(path) as archive:
         members = {info.filename: info for info in archive.infolist()}
         _check(
@@ -295,21 +303,38 @@ def _checked_arrays(path: Path, specs: dict[str, ArraySpec]) -> dict[str, np.nda
             f"{_VARIABLES_FILE} does not hold this model's arrays",
         )
         for name, spec in specs.items():
+            info = members[f"{name}.npy"]
             _check(
-                members[f"{name}.npy"].file_size <= spec.nbytes + _NPY_HEADER_BYTES,
+                info.compress_type == zipfile.ZIP_STORED,
+                f"{_VARIABLES_FILE}: {name} is compressed; checkpoints store arrays as they are",
+            )
+            _check(
+                info.file_size <= spec.nbytes + _NPY_HEADER_BYTES,
                 f"{_VARIABLES_FILE}: {name} is larger than it can be",
             )
-    arrays = {}
-    with np.load(path, allow_pickle=False) as archive:
-        for name, spec in specs.items():
-            array = archive[name]
-            _check(
-                ArraySpec.of(array) == spec,
-                f"{_VARIABLES_FILE}: {name} is {array.dtype} {array.shape}, "
-                f"this model's is {np.dtype(spec.dtype)} {spec.shape}",
-            )
-            arrays[name] = array
+            with archive.open(info) as member:
+                arrays[name] = _read_npy(member, name, spec)
     return arrays
+
+
+def _read_npy(member: Any, name: str, spec: ArraySpec) -> np.ndarray:
+    """One .npy array whose header says `spec`'s shape and dtype (C order): the header is
+    read first, so no data is allocated for an array of another shape or dtype."""
+    version = np.lib.format.read_magic(member)
+    _check(version in ((1, 0), (2, 0)), f"{_VARIABLES_FILE}: {name} is not a .npy array")
+    read_header = np.lib.format.read_array_header_1_0
+    if version == (2, 0):
+        read_header = np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(member)
+    found = ArraySpec(tuple(shape), dtype.str)
+    _check(
+        found == spec and not fortran_order,
+        f"{_VARIABLES_FILE}: {name} is {dtype} {tuple(shape)}, "
+        f"this model's is {np.dtype(spec.dtype)} {spec.shape}",
+    )
+    data = member.read(spec.nbytes)
+    _check(len(data) == spec.nbytes, f"{_VARIABLES_FILE}: {name} is cut short")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 @contextmanager

@@ -99,8 +99,16 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def redact(text: str) -> str:
-    """`text` with the user:password part of every URL in it replaced by ***."""
+def redact(text: str, source: str = "") -> str:
+    """`text` with the user:password part of every URL in it, and of `source` wherever
+    it appears (even where a password's `/` or `@` defeats URL parsing), replaced by ***."""
+    if "://" in source and "@" in source:
+        userinfo = source.split("://", 1)[1].rpartition("@")[0]
+        secrets = {userinfo, urllib.parse.unquote(userinfo)}
+        secrets |= {part for part in userinfo.split(":") if len(part) >= 4}
+        secrets |= {urllib.parse.unquote(part) for part in set(secrets)}
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
     return re.sub(r"(?<=://)[^/?#\s]*@", "***@", text)
 
 
@@ -112,7 +120,8 @@ def shorten(text: str, limit: int = _MESSAGE_CHARS) -> str:
 
 def describe(source: str) -> str:
     """How a source is named in messages, without its credentials."""
-    return shorten(redact(source if source in PUBLIC_MIRRORS else f"{MIRROR_ENV}={source}"))
+    shown = source if source in PUBLIC_MIRRORS else f"{MIRROR_ENV}={source}"
+    return shorten(redact(shown, source))
 
 
 def _max_compressed(file: MnistFile) -> int:
@@ -123,11 +132,12 @@ def _max_compressed(file: MnistFile) -> int:
 
 class _Deadline:
     """Shuts down the sockets of a download when its time is up, so that a read blocked
-    on a server that sends nothing, or a byte now and then, returns at once."""
+    on a server that sends nothing, or a byte now and then, returns at once. Sockets are
+    watched by file descriptor, which stays the same when TLS wraps a socket."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.expired = seconds, False
-        self._sockets: list[socket.socket] = []
+        self._descriptors: list[int] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
@@ -136,9 +146,9 @@ class _Deadline:
 
     def watch(self, sock: socket.socket) -> socket.socket:
         with self._lock:
-            self._sockets.append(sock)
+            self._descriptors.append(sock.fileno())
             if self.expired:
-                _shut(sock)
+                _shut(self._descriptors[-1])
         return sock
 
     def check(self) -> None:
@@ -149,22 +159,40 @@ class _Deadline:
             )
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        """Stop the timer; called while the download's sockets are still open, so no
+        descriptor it watches can belong to anything else yet."""
+        with self._lock:
+            self._timer.cancel()
+            self._descriptors.clear()
 
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
+            for descriptor in self._descriptors:
+                _shut(descriptor)
 
 
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+@contextlib.contextmanager
+def _cancelling(deadline: _Deadline) -> Iterator[None]:
+    """Cancel `deadline` at the end of the block, before the response's socket closes."""
+    try:
+        yield
+    finally:
+        deadline.cancel()
+
+
+def _shut(descriptor: int) -> None:
+    """Shut a socket down by its descriptor: blocked reads on it return at once."""
+    with contextlib.suppress(OSError):  # closed already, or not a socket any more
+        sock = socket.socket(fileno=descriptor)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.detach()
 
 
 def _watched(connection: type[http.client.HTTPConnection], deadline: _Deadline) -> type:
-    """`connection` with its socket handed to `deadline` as soon as it connects."""
+    """`connection` with its socket handed to `deadline` as soon as it exists."""
 
     class Watched(connection):
         def __init__(self, *args: object, **kwargs: object) -> None:
@@ -201,6 +229,7 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         scheme = urllib.parse.urlsplit(newurl).scheme
         if scheme not in ("http", "https"):
+            fp.close()
             raise FetchFailed(
                 f"redirected to a {shorten(scheme, 20)!r} URL; only http(s) redirects are followed"
             )
@@ -212,11 +241,14 @@ def _request(url: str) -> urllib.request.Request:
     is not passed on to another host if the server redirects."""
     try:
         parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
-    except ValueError as error:
-        raise FetchFailed(f"not a valid URL ({error})") from None
-    if not parts.hostname:
-        raise FetchFailed("not a valid URL (no host name)")
+        valid = bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # its message may quote a part of the URL: a password, even
+        valid = False
+    if not valid:
+        raise FetchFailed(
+            "not a valid URL: it needs a host name, a port (if any) that is a number, and "
+            "reserved characters in a password %-encoded"
+        )
     host = parts.netloc.rpartition("@")[2]
     request = urllib.request.Request(
         urllib.parse.urlunsplit(parts._replace(netloc=host)),
@@ -251,7 +283,7 @@ def _url_chunks(url: str, file: MnistFile, limits: Limits) -> Iterator[bytes]:
     )
     most = _max_compressed(file)
     try:
-        with opener.open(request, timeout=limits.timeout) as response:
+        with opener.open(request, timeout=limits.timeout) as response, _cancelling(deadline):
             total = _content_length(response, most)
             received = 0
             with tqdm(
@@ -395,7 +427,8 @@ def fetch_file(source: str, file: MnistFile, destination: Path, limits: Limits) 
         except FetchFailed as failure:
             destination.unlink(missing_ok=True)
             if not failure.transient or attempt == ATTEMPTS_PER_SOURCE:
-                raise FetchFailed(shorten(redact(str(failure))), failure.transient) from None
+                message = shorten(redact(str(failure), source))
+                raise FetchFailed(message, failure.transient) from None
         except BaseException:
             destination.unlink(missing_ok=True)
             raise

@@ -79,13 +79,13 @@ def _locked(path: Path) -> Iterator[bool]:
     """Try to lock `path` (a file or folder) for the block; yields whether it was got.
     The kernel drops the lock when the process ends, however it ends."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # gone, or not ours to open
         yield False
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except OSError:  # held by a running process (or no locks here, as on some NFS)
         os.close(fd)
         yield False
         return
@@ -95,11 +95,49 @@ def _locked(path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def _claimed(make: Callable[[], tuple[Path, int]]) -> tuple[Path, int]:
+    """A new staging path and an open descriptor of it from `make`, locked by this
+    process; made again if a run cleaning up after killed ones removed it before the
+    lock was taken."""
+    for _ in range(100):
+        try:
+            path, fd = make()
+        except FileNotFoundError:  # removed between its making and its opening
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits while a cleanup holds it, then it is gone
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return path, fd
+        except FileNotFoundError:
+            pass
+        except OSError:  # no locks on this filesystem: go on without
+            return path, fd
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "cannot keep a staging copy: something removes each one")
+
+
+def _new_staging_dir(target: Path) -> tuple[Path, int]:
+    path = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+    path.chmod(0o777 & ~_UMASK)  # as mkdir would make it, not mkdtemp's private 0o700
+    return path, os.open(path, os.O_RDONLY)
+
+
+def _new_staging_file(target: Path) -> tuple[Path, int]:
+    fd, name = tempfile.mkstemp(
+        prefix=_staging_prefix(target), suffix=target.suffix, dir=target.parent
+    )
+    os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it, not mkstemp's private 0o600
+    return Path(name), fd
+
+
 def _clean_up_after_killed_runs(target: Path) -> None:
     """Remove the staging copies of `target` that no running process holds. If a run
     was killed between moving the old output aside and moving the new one in (only
     where the filesystem cannot swap two folders atomically), put the old one back."""
     for leftover in sorted(target.parent.glob(_staging_prefix(target) + "*")):
+        if leftover.is_symlink():  # an old output that was a link: never locked
+            leftover.unlink(missing_ok=True)
+            continue
         with _locked(leftover) as free:
             if not free:
                 continue  # another run is writing it
@@ -141,7 +179,11 @@ def _put_in_place(staging: Path, target: Path) -> Path | None:
         return staging
     aside = staging.with_name(staging.name + _OLD)  # two steps, repaired if killed between
     os.rename(target, aside)
-    os.rename(staging, target)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
     return aside
 
 
@@ -155,9 +197,8 @@ def staged_dir(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_up_after_killed_runs(target)
-    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
-    staging.chmod(0o777 & ~_UMASK)  # as mkdir would make it, not mkdtemp's private 0o700
-    with _locked(staging):
+    staging, fd = _claimed(lambda: _new_staging_dir(target))
+    try:
         try:
             yield staging
             _fsync_tree(staging)
@@ -166,6 +207,8 @@ def staged_dir(target: Path) -> Iterator[Path]:
             raise
         previous = _put_in_place(staging, target)
         _fsync(target.parent)
+    finally:
+        os.close(fd)
     if previous is not None:
         _remove(previous)
 
@@ -175,13 +218,8 @@ def staged_file(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target` (same suffix) that is renamed onto it on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_up_after_killed_runs(target)
-    fd, name = tempfile.mkstemp(
-        prefix=_staging_prefix(target), suffix=target.suffix, dir=target.parent
-    )
-    staging = Path(name)
-    staging.chmod(0o666 & ~_UMASK)  # as open() would make it, not mkstemp's private 0o600
+    staging, fd = _claimed(lambda: _new_staging_file(target))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield staging
             _fsync(staging)

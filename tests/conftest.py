@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SMALL, LoopbackMirror, copy_project, git, run_dvc, set_params
+from .helpers import (
+    SMALL,
+    LoopbackMirror,
+    copy_project,
+    git,
+    run_dvc,
+    self_signed_certificate,
+    set_params,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,13 +51,24 @@ def serve() -> Iterator:
     """serve(folder, mode="ok") starts a LoopbackMirror that is closed after the test."""
     mirrors: list[LoopbackMirror] = []
 
-    def start(folder: Path, mode: str = "ok", stall_s: float = 3.0) -> LoopbackMirror:
-        mirrors.append(LoopbackMirror(folder, mode, stall_s))
+    def start(
+        folder: Path, mode: str = "ok", stall_s: float = 3.0, tls: Path | None = None
+    ) -> LoopbackMirror:
+        mirrors.append(LoopbackMirror(folder, mode, stall_s, tls))
         return mirrors[-1]
 
     yield start
     for mirror in mirrors:
         mirror.close()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory) -> Path:
+    """A key and self-signed certificate for https://127.0.0.1 (one PEM file); skips
+    without the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

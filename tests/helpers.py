@@ -13,6 +13,7 @@ import os
 import re
 import runpy
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -100,14 +101,22 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
 class LoopbackMirror:
     """A real HTTP server on 127.0.0.1 serving `folder` in a background thread."""
 
-    def __init__(self, folder: Path, mode: str = "ok", stall_s: float = 3.0) -> None:
+    def __init__(
+        self, folder: Path, mode: str = "ok", stall_s: float = 3.0, tls: Path | None = None
+    ) -> None:
         handler = functools.partial(MirrorHandler, directory=str(folder))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.server.mode = mode
         self.server.stall_s = stall_s
         self.server.requests = []
-        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        scheme = "http"
+        if tls is not None:  # HTTPS, with the certificate and key in the PEM file `tls`
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -133,6 +142,21 @@ def run_fetch(monkeypatch, workdir: Path, mirror: str | None, public: tuple[str,
         runpy.run_path(str(PROJECT_ROOT / "stages" / "fetch.py"), run_name="__main__")
         raise SystemExit(0)
     return exit_info.value.code
+
+
+def self_signed_certificate(folder: Path) -> Path:
+    """A PEM file holding a key and a certificate for 127.0.0.1, made with openssl."""
+    pem = folder / "127.0.0.1.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    command += ["-keyout", str(pem), "-out", str(folder / "certificate.pem")]
+    subprocess.run(
+        command,
+        check=True,
+        capture_output=True,
+    )
+    pem.write_text(pem.read_text() + (folder / "certificate.pem").read_text())
+    return pem
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:
