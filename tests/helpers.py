@@ -16,6 +16,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -157,6 +158,29 @@ def self_signed_certificate(folder: Path) -> Path:
     )
     pem.write_text(pem.read_text() + (folder / "certificate.pem").read_text())
     return pem
+
+
+# Runs argv[2:] and writes its peak resident memory (KiB) to the file argv[1]. A child
+# forked by pytest itself would count pytest's own memory (TensorFlow, often) in its
+# peak: Linux carries the high-water mark from before exec over to after it.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(command: list[str], **run_kwargs) -> tuple[subprocess.CompletedProcess, int]:
+    """subprocess.run(command, **run_kwargs), and the command's own peak resident memory
+    in MiB, as the kernel counted it for that process."""
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak-kib"
+        result = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(peak_file), *command], **run_kwargs
+        )
+        return result, int(peak_file.read_text()) // 1024
 
 
 def project_env(root: Path, **extra: str) -> dict[str, str]:

@@ -68,8 +68,22 @@ def restore_committed_run(root: Path) -> None:
     assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
-    built, checkpoint_store
+def forge(checkpoint: Path) -> None:
+    """Make the checkpoint in the folder `checkpoint` claim a finished run, with weights
+    of the wrong shape injected (and the arrays file's sha256 to match)."""
+    arrays, state_file = checkpoint / "variables.npz", checkpoint / "state.json"
+    with np.load(arrays) as saved:
+        forged = {name: saved[name] for name in saved.files}
+    forged["model_0"] = np.zeros((1, 1, 1, 1), dtype=np.float32)
+    np.savez(arrays, **forged)
+    state = json.loads(state_file.read_text())
+    state.update(epochs_done=EPOCHS, history=state["history"][:1] * EPOCHS)
+    state["variables_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    state_file.write_text(json.dumps(state))
+
+
+def test_killed_training_resumes_with_identical_results_and_a_forged_checkpoint_is_not(
+    built, checkpoint_store, tmp_path
 ):
     # a run DVC has not seen yet, one epoch longer than the committed one
     set_params(built, {"train": {"learning_rate": 0.0015, "epochs": EPOCHS}})
@@ -79,48 +93,26 @@ def test_killed_training_resumes_after_its_last_epoch_with_identical_results(
     (state,) = checkpoint_store.glob("[!.]*/state.json")
     assert json.loads(state.read_text())["epochs_done"] == 2
     assert len((built / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
+    genuine = shutil.copytree(state.parent, tmp_path / "genuine")
 
-    resumed = run_dvc(built, "repro")
-    assert stages_run(resumed.stdout) == ["train", "evaluate"]
+    forge(state.parent)  # refused in one line: training starts over, from epoch 1
+    fresh = run_dvc(built, "repro")
+    assert stages_run(fresh.stdout) == ["train", "evaluate"]
+    notes = [line for line in fresh.stdout.splitlines() if "checkpoint" in line]
+    assert notes == [
+        f"train: ignoring the checkpoint in {state.parent}: variables.npz: model_0 is "
+        "float32 (1, 1, 1, 1), this model's is float32 (3, 3, 1, 32)"
+    ]
+    assert "resuming" not in fresh.stdout and "train: epoch 1/" in fresh.stdout
+    assert not state.parent.exists()  # dropped, and no new one left after the run
+    uninterrupted = training_results(built), training_log_files(built)
+
+    shutil.copytree(genuine, state.parent)  # the genuine one: resumed after epoch 2
+    resumed = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
     assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
     assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
     assert not state.parent.exists()  # removed after the successful run
-    after_resume = training_results(built), training_log_files(built)
-
-    uninterrupted = run_dvc(built, "repro", "--force", "--single-item", "train", "evaluate")
-    assert "resuming" not in uninterrupted.stdout and "train: epoch 1/" in uninterrupted.stdout
-    assert (training_results(built), training_log_files(built)) == after_resume
-    restore_committed_run(built)
-
-
-def test_a_forged_checkpoint_is_reported_in_one_line_and_training_starts_over(
-    built, checkpoint_store
-):
-    set_params(built, {"train": {"learning_rate": 0.0017, "epochs": EPOCHS}})
-    with in_background(built, sys.executable, "stages/train.py") as process:
-        read_until(process, f"train: epoch 1/{EPOCHS}")
-        os.killpg(process.pid, signal.SIGKILL)
-    # Forge a finished run: every epoch done, and weights of the wrong shape injected.
-    (state_file,) = checkpoint_store.glob("[!.]*/state.json")
-    arrays = state_file.parent / "variables.npz"
-    with np.load(arrays) as saved:
-        forged = {name: saved[name] for name in saved.files}
-    forged["model_0"] = np.zeros((1, 1, 1, 1), dtype=np.float32)
-    np.savez(arrays, **forged)
-    state = json.loads(state_file.read_text())
-    state.update(epochs_done=EPOCHS, history=state["history"] * EPOCHS)
-    state["variables_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
-    state_file.write_text(json.dumps(state))
-
-    rerun = run_script(built, "train")
-    assert rerun.returncode == 0, rerun.stderr
-    notes = [line for line in rerun.stdout.splitlines() if "checkpoint" in line]
-    assert notes == [
-        f"train: ignoring the checkpoint in {state_file.parent}: variables.npz: model_0 is "
-        "float32 (1, 1, 1, 1), this model's is float32 (3, 3, 1, 32)"
-    ]
-    assert "resuming" not in rerun.stdout and f"train: epoch 1/{EPOCHS}" in rerun.stdout
-    assert not state_file.parent.exists()
+    assert (training_results(built), training_log_files(built)) == uninterrupted
     restore_committed_run(built)
 
 

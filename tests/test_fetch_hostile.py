@@ -5,7 +5,6 @@ source's failure, in one line, and the next source is tried; memory and time sta
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from .helpers import (
     PROJECT_ROOT,
     project_env,
     run_fetch,
+    run_measured,
 )
 
 # stages/fetch.py as a process of its own, with loopback mirrors (argv[1:]) standing in
@@ -36,8 +36,8 @@ runpy.run_path({str(PROJECT_ROOT / "stages" / "fetch.py")!r}, run_name="__main__
 
 def fetch_process(workdir, mirror: str, *public: str) -> tuple[int, str, int]:
     """Run the fetch stage in a process of its own; its exit code, its stderr, and its
-    peak resident memory in MB (from the kernel's accounting for that one process)."""
-    process = subprocess.Popen(
+    peak resident memory in MB."""
+    result, peak_mb = run_measured(
         [sys.executable, "-c", FETCH_WITH_LOOPBACK_MIRRORS, *public],
         cwd=workdir,
         env=project_env(workdir, MNIST_MIRROR=mirror, MNIST_TIMEOUT="2"),
@@ -45,10 +45,7 @@ def fetch_process(workdir, mirror: str, *public: str) -> tuple[int, str, int]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    stderr = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, stderr, usage.ru_maxrss // 1024
+    return result.returncode, result.stderr, peak_mb
 
 
 def test_a_gzip_bomb_is_stopped_at_the_files_size_with_bounded_memory(

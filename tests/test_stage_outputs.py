@@ -3,8 +3,8 @@ replacing them; damaged inputs stop a stage with one line naming the file."""
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_pipeline import stage
 from mnist_pipeline.arrays import load_split, save_split
 from mnist_pipeline.paths import PROCESSED_DIR, split_files
 from mnist_pipeline.stage import StageError, staged_dir, staged_file
@@ -45,42 +44,51 @@ def test_staged_file_leaves_previous_file_on_failure_and_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
-# A process that replaces `target` with a new version through staged_dir, and kills
-# itself with SIGKILL just before its n-th system call (an `os` function) of the swap.
-SWAP_AND_DIE = """
-import os, signal, sys
+# A process that, for n = 0, 1, 2, ..., writes `target` whole ("old"), then forks a child
+# that replaces it with "new" through staged_dir and kills itself with SIGKILL just
+# before its n-th system call (an `os` function) of the swap; then records what
+# `target` holds. It stops at the first n the swap finishes before, and prints JSON.
+SWAP_KILLED_AT_EVERY_CALL = """
+import json, os, signal, sys
 from pathlib import Path
 from mnist_pipeline import stage
-target, version, kill_at, how = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+target, how = Path(sys.argv[1]), sys.argv[2]
 if how == "two-step":  # as on a filesystem that cannot swap two folders atomically
     stage._exchange = lambda a, b: False
-calls = 0
-def die_at_call(frame, event, arg):
-    global calls
-    if event == "c_call" and getattr(arg, "__module__", None) == "posix":
-        if calls == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        calls += 1
-with stage.staged_dir(target) as staging:
-    for name in ("a", "b", "c"):
-        (staging / name).write_text(version)
-    sys.setprofile(die_at_call)
-sys.setprofile(None)
+
+def write(version, kill_at=-1):
+    calls = 0
+    def die_at_call(frame, event, arg):
+        nonlocal calls
+        if event == "c_call" and getattr(arg, "__module__", None) == "posix":
+            if calls == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            calls += 1
+    with stage.staged_dir(target) as staging:
+        for name in "abc":
+            (staging / name).write_text(version)
+        sys.setprofile(die_at_call if kill_at >= 0 else None)
+    sys.setprofile(None)
+
+def contents():
+    return {p.name: p.read_text() for p in target.iterdir()} if target.exists() else {}
+
+outcomes = []
+for kill_at in range(1000):
+    write("old")
+    if (child := os.fork()) == 0:
+        write("new", kill_at)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    if how == "two-step":  # the target is missing between the two renames,
+        stage._clean_up_after_killed_runs(target)  # until the next run puts it back
+    outcomes.append({"killed": killed, "contents": contents()})
+    if not killed:
+        break
+write("next")
+print(json.dumps({"outcomes": outcomes, "beside": os.listdir(target.parent)}))
 """
-
-
-def swap_and_die(target: Path, version: str, kill_at: int, how: str) -> int:
-    result = subprocess.run(
-        [sys.executable, "-c", SWAP_AND_DIE, str(target), version, str(kill_at), how],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode in (0, -signal.SIGKILL), result.stderr
-    return result.returncode
-
-
-def contents(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
 
 
 @pytest.mark.parametrize("how", ["atomic-swap", "two-step"])
@@ -88,23 +96,25 @@ def test_a_stage_killed_at_any_instant_of_the_swap_leaves_the_whole_old_or_new_o
     tmp_path, how
 ):
     target = tmp_path / "out"
-    old = {name: "old" for name in "abc"}
-    new = {name: "new" for name in "abc"}
-    kill_at, outcomes = 0, set()
-    while swap_and_die(target, "old", 10**9, how) == 0 and kill_at < 1000:
-        assert contents(target) == old
-        code = swap_and_die(target, "new", kill_at, how)
-        if how == "two-step":  # the target is missing between the two renames,
-            stage._clean_up_after_killed_runs(target)  # until the next run puts it back
-        got = contents(target)
-        assert got in (old, new), f"killed before call {kill_at}: {got}"
-        outcomes.add("new" if got == new else "old")
-        if code == 0:
-            break  # the swap finished before the n-th call: every instant was tried
-        kill_at += 1
-    assert code == 0 and kill_at > 10 and outcomes == {"old", "new"}
-    # the next run removes what the killed ones left beside the target
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    result = subprocess.run(
+        [sys.executable, "-c", SWAP_KILLED_AT_EVERY_CALL, str(target), how],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    *killed, finished = report["outcomes"]
+    old, new = ({name: version for name in "abc"} for version in ("old", "new"))
+    for n, outcome in enumerate(killed):
+        assert outcome["killed"] and outcome["contents"] in (old, new), f"killed at call {n}"
+    assert finished == {"killed": False, "contents": new}
+    assert len(killed) > 10 and {"old", "new"} <= {o["contents"]["a"] for o in killed}
+    assert report["beside"] == ["out"]  # the next run removed what the killed ones left
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
 
 
 def test_two_runs_at_once_each_write_a_whole_output_of_their_own(tmp_path):
