@@ -142,7 +142,7 @@ def test_ctrl_c_in_a_stage_is_one_line_no_partial_output_and_no_lock_change(
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest = process.stdout.read()
         assert process.wait(timeout=60) != 0
-    assert f"{stage}: interrupted, no output written" in rest
+    assert f"{stage}: interrupted, no output written" in rest, rest
     assert "Traceback" not in rest
     assert (built / "dvc.lock").read_bytes() == lock_before
     assert leftovers(built) == []
