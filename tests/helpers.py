@@ -82,7 +82,7 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body)
         elif mode == "drip":
             self._drip(body)
-        if mode == "truncate":
+        elif mode == "truncate":
             self.wfile.write(body[: len(body) // 2])
         elif mode == "garbage":
             self.wfile.write(bytes(len(body)))
@@ -246,10 +246,17 @@ def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProce
     )
 
 
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def in_background(root: Path, *command: str, **env: str) -> Iterator[subprocess.Popen]:
     """`command` in `root`, in its own process group (like a terminal's foreground job),
-    its output merged into stdout; killed at the end of the block if still running."""
+    its output merged into stdout; killed at the end of the block if still running.
+
+    As in a terminal, Ctrl-C (SIGINT) is not ignored, even when the tests themselves run
+    as a background job of a script (whose commands start with SIGINT ignored)."""
     process = subprocess.Popen(
         list(command),
         cwd=root,
@@ -258,6 +265,7 @@ def in_background(root: Path, *command: str, **env: str) -> Iterator[subprocess.
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_ctrl_c,
     )
     try:
         yield process
