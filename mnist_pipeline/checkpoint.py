@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_pipeline.stage import staged_dir
+from mnist_pipeline.stage import printable, staged_dir
 
 STALE_AFTER_DAYS = 7
 _STATE_FILE = "state.json"
@@ -54,9 +54,7 @@ def fingerprint(params: dict[str, Any], files: list[Path]) -> str:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     for path in sorted(files):
         digest.update(str(path).encode())
-        with path.open("rb") as file:
-            while chunk := file.read(1 << 20):
-                digest.update(chunk)
+        _hash_file(digest, path)
     return digest.hexdigest()
 
 
@@ -150,7 +148,7 @@ class CheckpointStore:
         except Exception as error:  # whatever is wrong with it, training starts fresh
             self.clear()
             reason = str(error) if type(error) is ValueError else f"{type(error).__name__}: {error}"
-            return None, f"ignoring the checkpoint in {self.folder}: {_short(reason)}"
+            return None, f"ignoring the checkpoint in {self.folder}: {printable(reason, 160)}"
 
     def _read(self, layout: Layout) -> Checkpoint:
         state_file, variables_file = self.folder / _STATE_FILE, self.folder / _VARIABLES_FILE
@@ -162,7 +160,7 @@ class CheckpointStore:
         epochs_done = state.get("epochs_done")
         _check(
             _is_int(epochs_done) and 1 <= epochs_done <= layout.epochs,
-            f"epochs_done is {_short(repr(epochs_done))}, not 1-{layout.epochs}",
+            f"epochs_done is {printable(repr(epochs_done), 160)}, not 1-{layout.epochs}",
         )
         _check(isinstance(state.get("stopped_early"), bool), "stopped_early is not true/false")
         history = _checked_history(state.get("history"), epochs_done)
@@ -214,17 +212,17 @@ class CheckpointStore:
                 self.folder.with_suffix(".lock").unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hash_file(digest: Any, path: Path) -> None:
+    """Feed the bytes of the file at `path` to `digest`, a MiB at a time."""
     with path.open("rb") as file:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    _hash_file(digest, path)
     return digest.hexdigest()
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check(condition: bool, problem: str) -> None:

@@ -32,7 +32,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from mnist_pipeline.mnist import MnistFile
-from mnist_pipeline.stage import StageError
+from mnist_pipeline.stage import StageError, printable
 
 PUBLIC_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -47,7 +47,6 @@ ATTEMPTS_PER_SOURCE = 2  # one try and one retry, for failures that may be trans
 _CHUNK = 1 << 16  # bytes read from a source at a time
 _INFLATE_STEP = 1 << 20  # bytes of decompressed output at a time
 _GZIP = 16 + zlib.MAX_WBITS  # zlib's window-bits value for a gzip header and trailer
-_MESSAGE_CHARS = 200
 
 
 class FetchFailed(Exception):
@@ -80,7 +79,7 @@ def _seconds(name: str, default: float) -> float:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
         raise StageError(
-            f"{name}={shorten(value)!r} is invalid: expected a positive number of seconds"
+            f"{name}={printable(value)!r} is invalid: expected a positive number of seconds"
         )
     return seconds
 
@@ -112,22 +111,20 @@ def redact(text: str, source: str = "") -> str:
     return re.sub(r"(?<=://)[^/?#\s]*@", "***@", text)
 
 
-def shorten(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    """`text` fit for a one-line message: control characters escaped, at most `limit` long."""
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def describe(source: str) -> str:
     """How a source is named in messages, without its credentials."""
     shown = source if source in PUBLIC_MIRRORS else f"{MIRROR_ENV}={source}"
-    return shorten(redact(shown, source))
+    return printable(redact(shown, source))
 
 
 def _max_compressed(file: MnistFile) -> int:
     """The most bytes a gzip of `file` can take: its size stored uncompressed, plus room
     for block headers and a long gzip header."""
     return file.size + file.size // 100 + (1 << 20)
+
+
+def _too_slow(deadline: float) -> FetchFailed:
+    return FetchFailed(f"took longer than the {deadline:g} s allowed per file ({DEADLINE_ENV})")
 
 
 class _Deadline:
@@ -154,9 +151,7 @@ class _Deadline:
     def check(self) -> None:
         if self.expired or time.monotonic() > self.ends_at:
             self.expired = True
-            raise FetchFailed(
-                f"took longer than the {self.seconds:g} s allowed per file ({DEADLINE_ENV})"
-            )
+            raise _too_slow(self.seconds)
 
     def cancel(self) -> None:
         """Stop the timer; called while the download's sockets are still open, so no
@@ -231,7 +226,7 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         if scheme not in ("http", "https"):
             fp.close()
             raise FetchFailed(
-                f"redirected to a {shorten(scheme, 20)!r} URL; only http(s) redirects are followed"
+                f"redirected to a {printable(scheme, 20)!r} URL; only http(s) redirects are followed"
             )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
@@ -267,7 +262,7 @@ def _content_length(response: http.client.HTTPResponse, most: int) -> int | None
     if value is None:
         return None
     if not re.fullmatch(r"[0-9]{1,20}", value.strip()):
-        raise FetchFailed(f"malformed Content-Length header {shorten(value, 40)!r}")
+        raise FetchFailed(f"malformed Content-Length header {printable(value, 40)!r}")
     length = int(value)
     if length > most:
         raise FetchFailed(f"announces {length:,} bytes, more than a gzip of this file can be")
@@ -349,10 +344,7 @@ def _local_chunks(folder: str, file: MnistFile, limits: Limits) -> Iterator[byte
         with path.open("rb") as source:
             while chunk := source.read(_CHUNK):
                 if time.monotonic() > ends_at:
-                    raise FetchFailed(
-                        f"took longer than the {limits.deadline:g} s allowed per file "
-                        f"({DEADLINE_ENV})"
-                    )
+                    raise _too_slow(limits.deadline)
                 yield chunk
     except OSError as error:
         raise FetchFailed(f"{path}: {error.strerror or error}") from None
@@ -398,7 +390,7 @@ def _fetch_once(source: str, file: MnistFile, destination: Path, limits: Limits)
     elif "://" in source:
         scheme = source.split("://", 1)[0]
         raise FetchFailed(
-            f"unsupported URL scheme {shorten(scheme, 20)!r}: use a folder or an http(s) URL"
+            f"unsupported URL scheme {printable(scheme, 20)!r}: use a folder or an http(s) URL"
         )
     else:
         chunks = _local_chunks(source, file, limits)
@@ -427,7 +419,7 @@ def fetch_file(source: str, file: MnistFile, destination: Path, limits: Limits) 
         except FetchFailed as failure:
             destination.unlink(missing_ok=True)
             if not failure.transient or attempt == ATTEMPTS_PER_SOURCE:
-                message = shorten(redact(str(failure), source))
+                message = printable(redact(str(failure), source))
                 raise FetchFailed(message, failure.transient) from None
         except BaseException:
             destination.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from ruamel.yaml.events import (
 
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES, TRAIN_COUNT
 from mnist_pipeline.paths import PARAMS_FILE
-from mnist_pipeline.stage import StageError
+from mnist_pipeline.stage import StageError, printable
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd", "adadelta")
 
@@ -140,18 +140,9 @@ class _Short(reprlib.Repr):
 _SHORT = _Short()
 
 
-def _printable(text: str, limit: int = 80) -> str:
-    """`text` cut to `limit` characters, with control (and other unprintable) characters
-    escaped, so that no terminal escape code from the file reaches the user's terminal."""
-    shown = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode() for c in text[:limit]
-    )
-    return shown if len(text) <= limit and len(shown) <= limit else shown[: limit - 3] + "..."
-
-
 def _shown(value: object) -> str:
     """Any value from params.yaml as a message shows it: its repr, short and printable."""
-    return _printable(_SHORT.repr(value))
+    return printable(_SHORT.repr(value), 80)
 
 
 def _name(key: object) -> str:
@@ -164,7 +155,7 @@ def _name(key: object) -> str:
 def _format_error(error: dict[str, Any]) -> str:
     loc = error["loc"]
     key, kind = ".".join(_name(part) for part in loc), error["type"]
-    message = _printable(error["msg"], 200)
+    message = printable(error["msg"], 200)
     if kind == "missing":
         return f"{key} is missing; add it to {PARAMS_FILE}"
     if kind == "extra_forbidden":
@@ -195,9 +186,9 @@ def _parse_problem(error: ParseError, text: str) -> str:
     if "duplicate key" in problem:
         first = getattr(cause, "context_mark", None)
         first_line = f" (first at line {first.line + 1})" if first is not None else ""
-        problem = _printable(problem.split(" with value")[0], 120)
+        problem = printable(problem.split(" with value")[0], 120)
         return f"{problem}{where}{first_line}; each key may appear once"
-    return f"not valid YAML{where}: {_printable(problem, 120)}"
+    return f"not valid YAML{where}: {printable(problem, 120)}"
 
 
 def _read_text() -> str:
@@ -281,7 +272,7 @@ def read_params_file() -> dict[str, Any]:
     except (ValueError, LookupError, TypeError) as error:
         # The parser's constructors fail this way on a scalar that looks like, or is
         # tagged as, a type it is not: 2024-13-01, !!int abc, !!bool maybe.
-        detail = _printable(f"{type(error).__name__}: {error}")
+        detail = printable(f"{type(error).__name__}: {error}", 80)
         raise StageError(
             f"{PARAMS_FILE}: a value cannot be read ({detail}); write numbers, strings, "
             "true/false or null, without !! tags"

@@ -22,6 +22,15 @@ class StageError(Exception):
     Reported as one line on stderr, without a traceback."""
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """`text` fit for a one-line message: unprintable characters (newlines, terminal
+    escape codes) escaped, and cut to at most `limit` characters."""
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit]
+    )
+    return shown if len(text) <= limit and len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); turn StageError and Ctrl-C into a one-line message and exit code."""
     name = Path(sys.argv[0]).stem
