@@ -55,9 +55,25 @@ LAYOUT = Layout(
 )
 
 
-def test_a_checkpoint_round_trips_through_its_store(tmp_path):
+@pytest.fixture
+def store(tmp_path) -> CheckpointStore:
+    """The store of run "a" * 64, holding sample()'s checkpoint."""
     store = CheckpointStore(tmp_path, "a" * 64)
     store.save(sample())
+    return store
+
+
+def refusal(store: CheckpointStore, layout: Layout = LAYOUT) -> str:
+    """Why `store` refuses its checkpoint (which it must, and drop it), from the one
+    line it gives."""
+    loaded, note = store.load(layout)
+    assert loaded is None and not store.folder.exists()
+    prefix = f"ignoring the checkpoint in {store.folder}: "
+    assert note.startswith(prefix) and "\n" not in note
+    return note.removeprefix(prefix)
+
+
+def test_a_checkpoint_round_trips_through_its_store(store):
     loaded, note = store.load(LAYOUT)
     assert note == ""
     assert (loaded.epochs_done, loaded.history) == (2, sample().history)
@@ -84,18 +100,9 @@ def test_a_run_with_another_fingerprint_does_not_see_the_checkpoint(tmp_path):
     )  # still there for its run
 
 
-def test_an_unreadable_checkpoint_is_reported_in_one_line_and_removed(tmp_path):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
-    state = json.loads((store.folder / "state.json").read_text())
-    state["model_variables"] = 5  # more arrays than the file holds
-    (store.folder / "state.json").write_text(json.dumps(state))
-    loaded, note = store.load(LAYOUT)
-    assert loaded is None and "\n" not in note
-    assert note == (
-        f"ignoring the checkpoint in {store.folder}: its variable counts are not this model's"
-    )
-    assert not store.folder.exists()
+def test_an_unreadable_checkpoint_is_reported_in_one_line_and_removed(store):
+    tamper(store, lambda state: state.update(model_variables=5))  # more than the file holds
+    assert refusal(store) == "its variable counts are not this model's"
 
 
 def test_only_one_process_holds_a_runs_checkpoint(tmp_path):
@@ -174,23 +181,18 @@ def inflating_member(path: Path, name: str, size: int) -> None:
     ],
 )
 def test_a_checkpoint_with_impossible_contents_is_reported_in_one_line_and_dropped(
-    tmp_path, change, reason
+    store, change, reason
 ):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
     tamper(store, change)
-    assert store.load(LAYOUT) == (None, f"ignoring the checkpoint in {store.folder}: {reason}")
-    assert not store.folder.exists()
+    assert refusal(store) == reason
 
 
-def test_a_checkpoint_of_another_model_is_not_resumed(tmp_path):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
+def test_a_checkpoint_of_another_model_is_not_resumed(store):
     wider = ArraySpec((2, 4), "<f4")
     other_model = dataclasses.replace(LAYOUT, model_variables=(wider, LAYOUT.model_variables[1]))
-    loaded, note = store.load(other_model)
-    assert loaded is None
-    assert note.endswith("variables.npz: model_0 is float32 (2, 3), this model's is float32 (2, 4)")
+    assert refusal(store, other_model) == (
+        "variables.npz: model_0 is float32 (2, 3), this model's is float32 (2, 4)"
+    )
 
 
 def resealed(store: CheckpointStore) -> None:
@@ -199,23 +201,17 @@ def resealed(store: CheckpointStore) -> None:
     tamper(store, lambda state: state.update(variables_sha256=digest))
 
 
-def test_an_arrays_file_that_would_inflate_is_refused_unread(tmp_path):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
+def test_an_arrays_file_that_would_inflate_is_refused_unread(store):
     arrays = store.folder / "variables.npz"
     inflating_member(arrays, "model_0", 8 << 20)  # 8 KB that inflate to 8 MiB, not 24 bytes
     assert arrays.stat().st_size < 16 << 10
     resealed(store)
-    loaded, note = store.load(LAYOUT)
-    assert loaded is None
-    assert note.endswith(
+    assert refusal(store) == (
         "variables.npz: model_0 is compressed; checkpoints store arrays as they are"
     )
 
 
-def test_an_array_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
+def test_an_array_header_claiming_a_huge_shape_is_refused_before_allocating(store):
     arrays = store.folder / "variables.npz"
     with np.load(arrays) as saved:
         kept = {name: saved[name] for name in saved.files}
@@ -231,19 +227,12 @@ def test_an_array_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_
                 with archive.open(f"{name}.npy", "w") as member:
                     np.lib.format.write_array(member, value)
     resealed(store)
-    loaded, note = store.load(LAYOUT)
-    assert loaded is None
-    assert note.endswith(
+    assert refusal(store) == (
         "variables.npz: model_0 is float32 (4398046511104,), this model's is float32 (2, 3)"
     )
 
 
-def test_an_arrays_file_that_is_not_a_zip_is_one_line(tmp_path):
-    store = CheckpointStore(tmp_path, "a" * 64)
-    store.save(sample())
+def test_an_arrays_file_that_is_not_a_zip_is_one_line(store):
     (store.folder / "variables.npz").write_bytes(b"PK\x03\x04 not really a zip")
     resealed(store)
-    assert store.load(LAYOUT) == (
-        None,
-        f"ignoring the checkpoint in {store.folder}: BadZipFile: File is not a zip file",
-    )
+    assert refusal(store) == "BadZipFile: File is not a zip file"
