@@ -29,7 +29,7 @@ if config["threads"]:
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
 from mnist_pipeline.arrays import load_split  # noqa: E402
-from mnist_pipeline.model import build_model, keras  # noqa: E402
+from mnist_pipeline.model import build_model, keras, set_precision  # noqa: E402
 from mnist_pipeline.params import load_params  # noqa: E402
 from mnist_pipeline.training import EpochBatches  # noqa: E402
 
@@ -38,8 +38,8 @@ if config["deterministic"]:
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-if config["bf16"]:
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+if config["bf16"]:  # train.precision: mixed_bfloat16, as the train stage sets it
+    set_precision("mixed_bfloat16")
 
 x_train, y_train = load_split("train")
 x_test, y_test = load_split("test")
@@ -61,7 +61,8 @@ if config["path"] == "seed":  # the tutorial's model and data, verbatim in spiri
         ]
     )
 else:
-    model = build_model(load_params("model").model)  # uint8 in, 1/255 inside the model
+    params = load_params("seed", "model")
+    model = build_model(params.model, params.seed)  # uint8 in, 1/255 inside the model
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 times = []

@@ -2,7 +2,10 @@
 run, the levers interleaved over rounds (the order reversed every other round), medians
 of CPU seconds (the work done; steadier here than wall time) with wall time beside.
 
-    python bench/levers.py [--rounds 2] [--json bench/levers.json]
+    python bench/levers.py [--rounds 2] [--only bf16 ...] [--json bench/levers.json]
+
+--only keeps the seed code path (the baseline of every ratio) and the levers whose names
+hold one of the words given.
 
 Run from the project root after `dvc repro preprocess`. About 45 s per run.
 """
@@ -41,15 +44,22 @@ def run_worker(config: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="+", help="levers whose names hold one of these words")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
-    runs: dict[str, list[dict]] = {name: [] for name in LEVERS}
+    baseline = next(iter(LEVERS))
+    chosen = [
+        name
+        for name in LEVERS
+        if name == baseline or not args.only or any(word in name for word in args.only)
+    ]
+    runs: dict[str, list[dict]] = {name: [] for name in chosen}
     for round_number in range(args.rounds):
-        order = list(LEVERS) if round_number % 2 == 0 else list(reversed(LEVERS))
+        order = chosen if round_number % 2 == 0 else list(reversed(chosen))
         for name in order:
             runs[name].append(run_worker(LEVERS[name]))
             print(f"round {round_number + 1}: {name} done", file=sys.stderr, flush=True)
-    base = statistics.median(e[1] for r in runs[next(iter(LEVERS))] for e in r["epochs"])
+    base = statistics.median(e[1] for r in runs[baseline] for e in r["epochs"])
     print(f"{'lever':42} {'CPU s/epoch':>11} {'ratio':>6} {'wall s':>7} {'test acc':>8}")
     summary = {}
     for name, results in runs.items():

@@ -1,4 +1,5 @@
-"""The CNN, and loading a saved one.
+"""The CNN family (the seed's CNN by default, the presets' by params), the precision
+it computes in, and loading a saved model.
 
 Importing this module imports Keras, after choosing its backend (TensorFlow unless
 KERAS_BACKEND says otherwise): stages take `keras` from here, never import it first.
@@ -48,26 +49,108 @@ with _native_stderr_silenced("TF_CPP_MIN_LOG_LEVEL" not in os.environ):
     keras.ops.zeros(1)  # the first op probes the devices, which prints more notes
 
 if TYPE_CHECKING:
-    from mnist_pipeline.params import ModelParams
+    from mnist_pipeline.params import AugmentParams, ModelParams
+
+STRIDED_KERNEL = 5  # a strided_conv downsampling step: 5x5, stride 2, 'same' (Deotte's)
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags for bfloat16 arithmetic
+#   (Arm's is bf16)
 
 
-def build_model(params: ModelParams) -> keras.Model:
-    """The seed's CNN with the defaults: Conv32-Conv64-Pool-Dense128, 1,199,882 weights."""
+def build_model(params: ModelParams, seed: int = 0) -> keras.Model:
+    """The CNN that `params` describes; the defaults give the seed's Conv32-Conv64-Pool-
+    Dense128, 1,199,882 weights. `seed` seeds the augmentation layers, if any.
+
+    Layers are made under Keras's global dtype policy (`set_precision`); the softmax
+    always computes in float32."""
     model = keras.Sequential(name="mnist_cnn")
     model.add(keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="uint8"))
     model.add(layers.Rescaling(1 / 255))  # pixel / 255: (28, 28, 1) floats in [0, 1]
-    for filters in params.conv_filters:  # each 'valid' 3x3 conv: 28 -> 26 -> 24
-        model.add(layers.Conv2D(filters, params.kernel_size, activation="relu"))
-        if params.pooling == "after_each":  # the fast preset: 28 -> 26 -> 13 -> 11 -> 5
+    for layer in augmentation(params.augment, seed):  # identity outside training
+        model.add(layer)
+    for filters, dropout in zip(params.conv_blocks, params.block_dropout, strict=True):
+        for count in filters:  # each 'valid' 3x3 conv: 28 -> 26 -> 24
+            model.add(layers.Conv2D(count, params.kernel_size, activation="relu"))
+            if params.batch_norm:
+                model.add(layers.BatchNormalization())
+        if params.downsample == "max_pool":  # the seed: 24 -> 12: (12, 12, 64)
             model.add(layers.MaxPooling2D(params.pool_size))
-    if params.pooling == "after_last":  # the seed: 24 -> 12: (12, 12, 64)
-        model.add(layers.MaxPooling2D(params.pool_size))
-    model.add(layers.Dropout(params.conv_dropout))
+        else:  # a learned downsampling: 24 -> 12
+            model.add(
+                layers.Conv2D(
+                    filters[-1], STRIDED_KERNEL, strides=2, padding="same", activation="relu"
+                )
+            )
+            if params.batch_norm:
+                model.add(layers.BatchNormalization())
+        model.add(layers.Dropout(dropout))
     model.add(layers.Flatten())  # 12 * 12 * 64 = 9216
     model.add(layers.Dense(params.dense_units, activation="relu"))
+    if params.batch_norm:
+        model.add(layers.BatchNormalization())
     model.add(layers.Dropout(params.dense_dropout))
-    model.add(layers.Dense(NUM_CLASSES, activation="softmax"))
+    model.add(layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
     return model
+
+
+def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
+    """Random rotation, zoom and shift of the scaled image, each seeded (so a rerun sees
+    the same images; the layers' seed state is a model variable, so a resumed run
+    continues the same stream), each active only in training. A zero turns its layer off."""
+    blank = {"fill_mode": "constant", "fill_value": 0.0}  # MNIST's black background
+    chosen: list[keras.layers.Layer] = []
+    seeds = [(seed + offset) % 2**32 for offset in range(3)]  # one stream per layer
+    if params.rotation:
+        chosen.append(layers.RandomRotation(params.rotation / 360, seed=seeds[0], **blank))
+    if params.zoom:
+        zoom = (-params.zoom, params.zoom)
+        chosen.append(layers.RandomZoom(zoom, seed=seeds[1], **blank))
+    if params.shift:
+        shift = (-params.shift, params.shift)
+        chosen.append(layers.RandomTranslation(shift, shift, seed=seeds[2], **blank))
+    return chosen
+
+
+def set_precision(policy: str) -> None:
+    """Make `policy` (float32, mixed_bfloat16, mixed_float16) Keras's dtype policy for
+    the layers built next."""
+    keras.config.set_dtype_policy(policy)
+
+
+def precision_note(policy: str) -> str | None:
+    """One line saying that this machine would emulate the policy's 16-bit arithmetic
+    slowly (a CPU without native bfloat16, float16 on a CPU), or None."""
+    if policy == "float32" or _has_accelerator():
+        return None
+    if policy == "mixed_float16":
+        return (
+            "train.precision = 'mixed_float16' is meant for GPUs; on this CPU float16 is "
+            "emulated and slower than float32 (mixed_bfloat16 may not be)"
+        )
+    if not _cpu_has_native_bf16():
+        return (
+            "train.precision = 'mixed_bfloat16', but this CPU has no native bfloat16 "
+            f"({' or '.join(NATIVE_BF16_FLAGS)}): it is emulated and likely slower than float32"
+        )
+    return None
+
+
+def _has_accelerator() -> bool:
+    if keras.backend.backend() == "torch":  # Keras has no device listing for torch
+        import torch
+
+        return torch.cuda.is_available()
+    return any(not device.startswith("cpu") for device in keras.distribution.list_devices())
+
+
+def _cpu_has_native_bf16(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU's flags (x86: `flags`, Arm: `Features`) name bfloat16 arithmetic."""
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as cpuinfo:
+            lines = [line for line in cpuinfo if line.startswith(("flags", "Features"))]
+    except OSError:  # not Linux: cannot tell, so no note
+        return True
+    flags = {flag for line in lines[:1] for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in (*NATIVE_BF16_FLAGS, "bf16"))
 
 
 def load_model(path: Path) -> keras.Model:

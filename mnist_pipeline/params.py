@@ -19,9 +19,9 @@ import os
 import re
 import reprlib
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from dvc.utils.serialize import PARSERS, ParseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML, YAMLError
 from ruamel.yaml.events import (
@@ -37,6 +37,7 @@ from mnist_pipeline.paths import PARAMS_FILE
 from mnist_pipeline.stage import StageError, printable
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd", "adadelta")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Keras dtype policies
 
 
 class _Section(BaseModel):
@@ -59,28 +60,44 @@ class PreprocessParams(_Section):
         return self
 
 
+class AugmentParams(_Section):
+    rotation: float = Field(ge=0, le=180)  # degrees, either way
+    zoom: float = Field(ge=0, lt=1)  # fraction, in or out
+    shift: float = Field(ge=0, lt=1)  # fraction of the side, along each axis
+
+
 class ModelParams(_Section):
-    conv_filters: list[Annotated[int, Field(ge=1, le=512)]] = Field(min_length=1, max_length=6)
+    conv_blocks: list[
+        Annotated[list[Annotated[int, Field(ge=1, le=512)]], Field(min_length=1, max_length=6)]
+    ] = Field(min_length=1, max_length=6)
     kernel_size: int = Field(ge=1, le=IMAGE_SIZE)
-    pool_size: int = Field(ge=1, le=IMAGE_SIZE)
-    pooling: Literal["after_last", "after_each"]
-    conv_dropout: float = Field(ge=0, lt=1)
+    downsample: Literal["max_pool", "strided_conv"]
+    pool_size: int = Field(ge=2, le=IMAGE_SIZE)
+    block_dropout: list[Annotated[float, Field(ge=0, lt=1)]] = Field(min_length=1, max_length=6)
+    batch_norm: bool
     dense_units: int = Field(ge=1, le=4096)
     dense_dropout: float = Field(ge=0, lt=1)
+    augment: AugmentParams
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> ModelParams:
-        side = IMAGE_SIZE
-        for _ in self.conv_filters:
-            side -= self.kernel_size - 1
-            if self.pooling == "after_each" and side >= self.pool_size:
-                side //= self.pool_size
-        if side < self.pool_size:
+        if len(self.block_dropout) != len(self.conv_blocks):
             raise ValueError(
-                f"kernel_size={self.kernel_size} with conv_filters={self.conv_filters} "
-                f"leaves a {max(side, 0)}x{max(side, 0)} map, smaller than "
-                f"pool_size={self.pool_size}"
+                f"block_dropout has {len(self.block_dropout)} entries for "
+                f"{len(self.conv_blocks)} conv_blocks; give one per block"
             )
+        side = IMAGE_SIZE
+        for number, block in enumerate(self.conv_blocks, start=1):
+            side -= len(block) * (self.kernel_size - 1)
+            smallest = self.pool_size if self.downsample == "max_pool" else 1
+            if side < smallest:
+                raise ValueError(
+                    f"kernel_size={self.kernel_size} with conv_blocks={self.conv_blocks} "
+                    f"leaves a {max(side, 0)}x{max(side, 0)} map before block "
+                    f"{number}'s {self.downsample}, smaller than "
+                    f"{smallest}x{smallest}"
+                )
+            side = side // self.pool_size if self.downsample == "max_pool" else (side + 1) // 2
         return self
 
 
@@ -92,10 +109,13 @@ class TrainParams(_Section):
     batch_size: int = Field(ge=1, le=TRAIN_COUNT)
     deterministic: bool
     distribution: Literal["none", "data_parallel"]
-    lr_schedule: Literal["constant", "exponential", "cosine", "plateau"]
+    lr_schedule: Literal["constant", "exponential", "cosine", "one_cycle", "plateau"]
+    lr_warmup: float = Field(ge=0, lt=1)
     lr_decay: float = Field(gt=0, lt=1)
     lr_patience: int = Field(ge=1, le=10_000)
     early_stopping_patience: int = Field(ge=0, le=10_000)
+    label_smoothing: float = Field(ge=0, lt=1)
+    precision: Literal[PRECISIONS]  # type: ignore[valid-type]
 
 
 class Params(_Section):
@@ -110,16 +130,17 @@ class Params(_Section):
 SECTIONS = tuple(Params.model_fields)
 
 
-_SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "preprocess": PreprocessParams,
-    "model": ModelParams,
-    "train": TrainParams,
+_MAPPINGS: dict[tuple[str, ...], type[BaseModel]] = {  # where each mapping of keys sits
+    ("preprocess",): PreprocessParams,
+    ("model",): ModelParams,
+    ("model", "augment"): AugmentParams,
+    ("train",): TrainParams,
 }
 
 # Limits on the file itself, so that no file makes a stage hang or crash before it can
 # say what is wrong. The YAML parser is pure Python (about 50 KB/s at worst).
 MAX_FILE_BYTES = 16 * 1024  # ten times the committed file
-MAX_DEPTH = 8  # collections inside collections; params need 3 (file, section, list)
+MAX_DEPTH = 8  # collections inside collections; params need 4 (file, section, list, list)
 
 
 class _Short(reprlib.Repr):
@@ -159,8 +180,9 @@ def _format_error(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{key} is missing; add it to {PARAMS_FILE}"
     if kind == "extra_forbidden":
-        allowed = ", ".join(_SECTION_MODELS[loc[0]].model_fields)
-        return f"{key} is not a known key; allowed: {allowed}"
+        mapping = _MAPPINGS.get(tuple(loc[:-1]))
+        allowed = f"; allowed: {', '.join(mapping.model_fields)}" if mapping else ""
+        return f"{key} is not a known key{allowed}"
     if kind == "value_error":  # our own cross-field checks say it all themselves
         return f"{key}: {message.removeprefix('Value error, ')}"
     return f"{key} = {_shown(error['input'])} is invalid: {message}"
@@ -170,7 +192,7 @@ def _line(text: str, index: int) -> int:
     return text.count("\n", 0, index) + 1
 
 
-def _parse_problem(error: ParseError, text: str) -> str:
+def _parse_problem(error: Exception, text: str) -> str:
     """One line from the YAML parser's complaint: what is wrong, and where."""
     cause = error.__cause__
     problem = getattr(cause, "problem", None) or str(cause or "").split("\n")[0]
@@ -191,17 +213,17 @@ def _parse_problem(error: ParseError, text: str) -> str:
     return f"not valid YAML{where}: {printable(problem, 120)}"
 
 
-def _read_text() -> str:
+def _read_text(path: Path) -> str:
     """params.yaml's text, as DVC reads it (UTF-8, universal newlines), if not too big."""
     try:
-        with open(PARAMS_FILE, "rb") as file:
+        with open(path, "rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
             size = max(len(data), os.fstat(file.fileno()).st_size)
     except FileNotFoundError:
-        raise StageError(f"{PARAMS_FILE} not found: run the stages from the project root") from None
+        raise StageError(f"{path} not found: run the stages from the project root") from None
     if size > MAX_FILE_BYTES:
         raise StageError(
-            f"{PARAMS_FILE} is {size:,} bytes; at most {MAX_FILE_BYTES:,} are allowed "
+            f"{path} is {size:,} bytes; at most {MAX_FILE_BYTES:,} are allowed "
             "(it holds settings, not data)"
         )
     try:
@@ -209,7 +231,7 @@ def _read_text() -> str:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise StageError(
-            f"{PARAMS_FILE}: not UTF-8 text (byte {data[error.start]:#04x} at line {line}); "
+            f"{path}: not UTF-8 text (byte {data[error.start]:#04x} at line {line}); "
             "save it as UTF-8"
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -238,7 +260,7 @@ def _shape_problem(text: str) -> str | None:
             if isinstance(event, CollectionStartEvent):
                 mapping_awaits_key.append(True if isinstance(event, MappingStartEvent) else None)
                 if len(mapping_awaits_key) > MAX_DEPTH:
-                    return f"nested over {MAX_DEPTH} deep at line {line}; params need 3 levels"
+                    return f"nested over {MAX_DEPTH} deep at line {line}; params need 4 levels"
             elif isinstance(event, CollectionEndEvent):
                 mapping_awaits_key.pop()
             elif isinstance(event, ScalarEvent) and event.style is None and event.tag is None:
@@ -253,32 +275,37 @@ def _shape_problem(text: str) -> str | None:
     return None
 
 
-def read_params_file() -> dict[str, Any]:
-    """params.yaml as DVC reads it: DVC's own parser, so the same YAML dialect (1.2).
+def read_params_file(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml (or a file like it: a preset) as DVC reads it: DVC's own parser, so
+    the same YAML dialect (1.2).
 
     Raises StageError, in one line, for a missing, huge or non-UTF-8 file, bad YAML, a
     duplicate key, or a value the parser cannot build.
     """
-    text = _read_text()
+    # Imported here, not above: the schema is usable where DVC is not installed
+    # (bench/gpu.py on a GPU machine).
+    from dvc.utils.serialize import PARSERS, ParseError
+
+    text = _read_text(path)
     problem = _shape_problem(text)
     if problem:
-        raise StageError(f"{PARAMS_FILE}: {problem}")
+        raise StageError(f"{path}: {problem}")
     try:
-        raw = PARSERS[PARAMS_FILE.suffix](text, PARAMS_FILE)
+        raw = PARSERS[path.suffix](text, path)
     except ParseError as error:
-        raise StageError(f"{PARAMS_FILE}: {_parse_problem(error, text)}") from None
+        raise StageError(f"{path}: {_parse_problem(error, text)}") from None
     except RecursionError:
-        raise StageError(f"{PARAMS_FILE}: nested too deep to read; params need 3 levels") from None
+        raise StageError(f"{path}: nested too deep to read; params need 4 levels") from None
     except (ValueError, LookupError, TypeError) as error:
         # The parser's constructors fail this way on a scalar that looks like, or is
         # tagged as, a type it is not: 2024-13-01, !!int abc, !!bool maybe.
         detail = printable(f"{type(error).__name__}: {error}", 80)
         raise StageError(
-            f"{PARAMS_FILE}: a value cannot be read ({detail}); write numbers, strings, "
+            f"{path}: a value cannot be read ({detail}); write numbers, strings, "
             "true/false or null, without !! tags"
         ) from None
     if not isinstance(raw, dict):
-        raise StageError(f"{PARAMS_FILE} must be a mapping of sections: {', '.join(SECTIONS)}")
+        raise StageError(f"{path} must be a mapping of sections: {', '.join(SECTIONS)}")
     return raw
 
 
@@ -287,22 +314,32 @@ def load_params(*sections: str) -> Params:
 
     Raises StageError with one line naming the key, the value and what is allowed.
     """
-    raw = read_params_file()
+    return validate_params(read_params_file(), sections)
+
+
+def validate_params(
+    raw: dict[str, Any], sections: tuple[str, ...], source: str = str(PARAMS_FILE)
+) -> Params:
+    """Check the given sections of a params.yaml's contents (from `source`, which the
+    messages name) against the schema.
+
+    Raises StageError with one line naming the key, the value and what is allowed.
+    """
     unknown = sorted(_name(key) for key in raw if key not in SECTIONS)
     if unknown:
         raise StageError(
-            f"{PARAMS_FILE}: {unknown[0]} is not a known section; allowed: {', '.join(SECTIONS)}"
+            f"{source}: {unknown[0]} is not a known section; allowed: {', '.join(SECTIONS)}"
         )
     missing = [name for name in sections if name not in raw]
     if missing:
-        raise StageError(f"{PARAMS_FILE}: {missing[0]} is missing; add it")
+        raise StageError(f"{source}: {missing[0]} is missing; add it")
     try:
         params = Params.model_validate({name: raw[name] for name in sections})
     except ValidationError as error:
         errors = error.errors()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise StageError(f"{PARAMS_FILE}: {_format_error(errors[0])}{more}") from None
+        raise StageError(f"{source}: {_format_error(errors[0])}{more}") from None
     empty = [name for name in sections if getattr(params, name) is None]
     if empty:
-        raise StageError(f"{PARAMS_FILE}: {empty[0]} is empty; it needs a value")
+        raise StageError(f"{source}: {empty[0]} is empty; it needs a value")
     return params

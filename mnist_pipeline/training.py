@@ -14,7 +14,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dvclive import Live
 
 from mnist_pipeline.checkpoint import (
     ArraySpec,
@@ -24,6 +23,7 @@ from mnist_pipeline.checkpoint import (
     CheckpointStore,
     Layout,
 )
+from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.model import keras
 from mnist_pipeline.paths import TRAINING_LOG_DIR
 from mnist_pipeline.stage import StageError
@@ -36,6 +36,11 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     """The shuffle of one epoch: a function of seed and epoch alone, so a resumed run
     sees the same batches as an uninterrupted one."""
     return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    """Batches in an epoch of `count` images: the last one smaller, as in the seed."""
+    return math.ceil(count / batch_size)
 
 
 class EpochBatches(keras.utils.PyDataset):
@@ -59,7 +64,7 @@ class EpochBatches(keras.utils.PyDataset):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.first_epoch, self.epochs = first_epoch, epochs
-        self.batches_per_epoch = math.ceil(len(labels) / batch_size)
+        self.batches_per_epoch = steps_per_epoch(len(labels), batch_size)
         self._order = lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, len(labels)))
 
     def __len__(self) -> int:
@@ -148,6 +153,55 @@ def epoch_schedule(params: TrainParams) -> keras.callbacks.Callback | None:
     return None
 
 
+ONE_CYCLE_START = 1 / 25  # one_cycle starts at learning_rate / 25 (fast.ai's default)
+
+
+def learning_rate(
+    params: TrainParams, batches_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """What the optimizer gets: a number, or for one_cycle a schedule of the step (the
+    optimizer's own `iterations` variable, so a resumed run continues it): a linear rise
+    from learning_rate / 25 to learning_rate over the first `lr_warmup` of all steps,
+    then a cosine decay to 0 by the last step."""
+    if params.lr_schedule != "one_cycle":
+        return params.learning_rate
+    steps = batches_per_epoch * params.epochs
+    warmup = round(steps * params.lr_warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=params.learning_rate * ONE_CYCLE_START,
+        decay_steps=max(steps - warmup, 1),
+        warmup_target=params.learning_rate,
+        warmup_steps=warmup,
+    )
+
+
+def compile_model(model: keras.Model, params: TrainParams, batches_per_epoch: int) -> None:
+    """Compile `model` for the run and build its optimizer's variables (so a checkpoint
+    can be checked against them and restored into them)."""
+    optimizer = keras.optimizers.get(
+        {
+            "class_name": params.optimizer,
+            "config": {"learning_rate": learning_rate(params, batches_per_epoch)},
+        }
+    )
+    loss: str | keras.losses.Loss = "sparse_categorical_crossentropy"
+    if params.label_smoothing:  # on one-hot labels (see `targets`)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=["accuracy"],
+    )
+    model.optimizer.build(model.trainable_variables)
+
+
+def targets(labels: np.ndarray, params: TrainParams) -> np.ndarray:
+    """The labels as the loss takes them: digits, or one-hot rows with label smoothing."""
+    if params.label_smoothing:
+        return np.eye(NUM_CLASSES, dtype="float32")[labels]
+    return labels
+
+
 class EpochRecord(keras.callbacks.Callback):
     """Records each finished epoch, after the other callbacks have had their say: stops
     on a non-finite loss, logs the epoch's metrics to DVCLive at once (so `dvc exp show`,
@@ -170,6 +224,8 @@ class EpochRecord(keras.callbacks.Callback):
         self.history, self.store, self.stateful = history, store, stateful
         self.train_params = params  # not self.params: Keras sets that to fit()'s settings
         self.started = time.perf_counter()
+        from dvclive import Live  # here, not above: bench/gpu.py fits without DVC installed
+
         self.live = Live(str(TRAINING_LOG_DIR), dvcyaml=False, save_dvc_exp=False)
         for logs in history:
             self._log(logs)
@@ -190,6 +246,9 @@ class EpochRecord(keras.callbacks.Callback):
                 f"training diverged: loss {logs['loss']} in epoch {epoch + 1}; "
                 f"try a smaller train.learning_rate than {self.train_params.learning_rate}"
             )
+        if self.train_params.lr_schedule == "one_cycle":  # as Keras's schedule callbacks do
+            rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(rate)  # where the schedule is at the epoch's end
         self.history.append(logs)
         self._log(logs)
         if self.store is not None:
@@ -273,14 +332,17 @@ def fit(
     if resumed is not None and resumed.stopped_early:
         first_epoch = params.epochs
     if first_epoch < params.epochs:
-        batches = EpochBatches(*train, params.batch_size, seed, first_epoch, params.epochs)
+        images, labels = train
+        batches = EpochBatches(
+            images, targets(labels, params), params.batch_size, seed, first_epoch, params.epochs
+        )
         model.fit(
             batches,
             epochs=params.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=batches.batches_per_epoch,
             shuffle=False,  # the order is EpochBatches'
-            validation_data=val,
+            validation_data=(val[0], targets(val[1], params)),
             validation_batch_size=params.batch_size,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 0,

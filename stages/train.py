@@ -66,20 +66,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def compiled_model(params: Params) -> keras.Model:
-    """The CNN, compiled, its optimizer's variables built (so a checkpoint can be checked
-    against them and restored into them)."""
-    from mnist_pipeline.model import build_model, keras
+def compiled_model(params: Params, train_count: int) -> keras.Model:
+    """The CNN in the run's precision, compiled, its optimizer's variables built."""
+    from mnist_pipeline.model import build_model, precision_note, set_precision
+    from mnist_pipeline.training import compile_model, steps_per_epoch
 
-    model = build_model(params.model)
-    optimizer = keras.optimizers.get(
-        {
-            "class_name": params.train.optimizer,
-            "config": {"learning_rate": params.train.learning_rate},
-        }
-    )
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    optimizer.build(model.trainable_variables)
+    note = precision_note(params.train.precision)
+    if note:
+        print(f"train: {note}")
+    set_precision(params.train.precision)
+    model = build_model(params.model, params.seed)
+    compile_model(model, params.train, steps_per_epoch(train_count, params.train.batch_size))
     return model
 
 
@@ -105,7 +102,7 @@ def main() -> None:
 
         seed_everything(params.seed, params.train.deterministic)
         with distribution_scope(params.train.distribution):
-            model = compiled_model(params)
+            model = compiled_model(params, len(train[1]))
             layout = training.checkpoint_layout(model, params.train)
             resumed, note = store.load(layout) if held else (None, "")
             if not held:

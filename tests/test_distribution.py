@@ -13,6 +13,8 @@ from .helpers import copy_project, run_script, set_params
 
 pytestmark = pytest.mark.slow
 
+TINY_MODEL = {"conv_blocks": [[8]], "block_dropout": [0.25], "dense_units": 32}
+
 
 @pytest.mark.parametrize("backend", ["tensorflow"])
 def test_data_parallel_on_one_device_trains_like_a_single_device_run(
@@ -45,7 +47,12 @@ def test_train_runs_on_each_installed_keras_backend_and_evaluate_reads_its_model
     root = copy_project(tmp_path / backend)
     shutil.copytree(trained_project / "data/processed", root / "data/processed")
     set_params(
-        root, {"preprocess": {"max_train": 2000}, "train": {"epochs": 1, "backend": backend}}
+        root,
+        {
+            "preprocess": {"max_train": 2000},
+            "model": TINY_MODEL,  # what takes time here is compiling: keep the model small
+            "train": {"epochs": 1, "backend": backend, "learning_rate": 0.01},
+        },
     )
     trained = run_script(root, "train")
     assert trained.returncode == 0, trained.stderr

@@ -1,23 +1,44 @@
-"""The CNN: the seed's architecture by default, raw pixels in, probabilities out; and
-loading a damaged model file."""
+"""The CNN: the seed's architecture by default, the family the params describe (blocks,
+strided convs, batch norm, augmentation, precision), raw pixels in, probabilities out;
+and loading a damaged model file."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mnist_pipeline.model import build_model, load_model
-from mnist_pipeline.params import ModelParams
+from mnist_pipeline.model import (
+    _cpu_has_native_bf16,
+    build_model,
+    keras,
+    load_model,
+    precision_note,
+    set_precision,
+)
+from mnist_pipeline.params import AugmentParams, ModelParams
 from mnist_pipeline.stage import StageError
 
+NO_AUGMENTATION = AugmentParams(rotation=0.0, zoom=0.0, shift=0.0)
 SEED_MODEL = ModelParams(
-    conv_filters=[32, 64],
+    conv_blocks=[[32, 64]],
     kernel_size=3,
+    downsample="max_pool",
     pool_size=2,
-    pooling="after_last",
-    conv_dropout=0.25,
+    block_dropout=[0.25],
+    batch_norm=False,
     dense_units=128,
     dense_dropout=0.5,
+    augment=NO_AUGMENTATION,
+)
+# Chris Deotte's single CNN (presets/accurate.yaml's architecture).
+DEOTTE_MODEL = SEED_MODEL.model_copy(
+    update={
+        "conv_blocks": [[32, 32], [64, 64]],
+        "downsample": "strided_conv",
+        "block_dropout": [0.4, 0.4],
+        "batch_norm": True,
+        "dense_dropout": 0.4,
+    }
 )
 
 
@@ -39,7 +60,7 @@ def test_default_model_is_the_seed_cnn_with_1199882_parameters():
 
 def test_model_params_change_the_architecture():
     params = SEED_MODEL.model_copy(
-        update={"conv_filters": [16, 32, 32], "kernel_size": 5, "dense_units": 64}
+        update={"conv_blocks": [[16, 32, 32]], "kernel_size": 5, "dense_units": 64}
     )
     model = build_model(params)
     conv_shapes = [
@@ -81,14 +102,91 @@ def test_missing_model_says_to_run_train(tmp_path):
         load_model(tmp_path / "model.keras")
 
 
-def test_pooling_after_each_conv_shrinks_the_maps_as_it_goes():
-    model = build_model(SEED_MODEL.model_copy(update={"pooling": "after_each"}))
+def test_a_block_each_pools_its_own_maps():
+    params = SEED_MODEL.model_copy(
+        update={"conv_blocks": [[32], [64]], "block_dropout": [0.1, 0.2]}
+    )
+    model = build_model(params)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds[:5] == ["Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D"]
-    assert [layer.output.shape[1:] for layer in model.layers[1:5]] == [
+    assert kinds[:7] == [
+        "Rescaling", "Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "MaxPooling2D", "Dropout",
+    ]  # fmt: skip
+    assert [layer.output.shape[1:] for layer in model.layers[1:6]] == [
         (26, 26, 32),
+        (13, 13, 32),
         (13, 13, 32),
         (11, 11, 64),
         (5, 5, 64),
     ]
+    assert [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"] == [
+        0.1,
+        0.2,
+        0.5,
+    ]
     assert model.count_params() == 320 + 18_496 + (5 * 5 * 64 * 128 + 128) + 1_290
+
+
+def test_strided_convs_and_batch_norm_build_deottes_cnn():
+    model = build_model(DEOTTE_MODEL)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.output.shape[1:] for c in convs] == [
+        (26, 26, 32), (24, 24, 32), (12, 12, 32), (10, 10, 64), (8, 8, 64), (4, 4, 64),
+    ]  # fmt: skip
+    assert [c.kernel_size for c in convs] == [(3, 3), (3, 3), (5, 5), (3, 3), (3, 3), (5, 5)]
+    assert [c.strides for c in convs].count((2, 2)) == 2
+    assert sum(type(layer).__name__ == "BatchNormalization" for layer in model.layers) == 7
+    assert model.count_params() == 327_242
+
+
+def test_augmentation_changes_training_images_only_and_is_seeded():
+    params = SEED_MODEL.model_copy(
+        update={"augment": AugmentParams(rotation=10.0, zoom=0.1, shift=0.1)}
+    )
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
+
+    def augmented(seed: int) -> np.ndarray:
+        keras.utils.set_random_seed(0)  # the same weights: only the augmentation's seed varies
+        model = build_model(params, seed)
+        augment = keras.Sequential(model.layers[:4])  # Rescaling, then the three layers
+        return keras.ops.convert_to_numpy(augment(images, training=True))
+
+    kinds = [type(layer).__name__ for layer in build_model(params).layers[1:4]]
+    assert kinds == ["RandomRotation", "RandomZoom", "RandomTranslation"]
+    np.testing.assert_array_equal(augmented(1), augmented(1))
+    assert not np.array_equal(augmented(1), augmented(2))
+    assert not np.allclose(augmented(1), images / 255)
+    model = build_model(params)
+    plain = build_model(SEED_MODEL)
+    weights = zip(model.weights, model.get_weights(), strict=True)
+    plain.set_weights([value for v, value in weights if "seed_generator" not in v.path])
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), plain.predict(images, verbose=0), rtol=1e-6
+    )
+
+
+def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_softmax():
+    try:
+        set_precision("mixed_bfloat16")
+        model = build_model(SEED_MODEL)
+    finally:
+        set_precision("float32")
+    assert model.layers[1].compute_dtype == "bfloat16"
+    assert model.layers[1].variable_dtype == "float32"
+    assert model.layers[-1].compute_dtype == "float32"
+    images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
+    assert model.predict(images, verbose=0).dtype == np.float32
+
+
+def test_a_cpu_without_native_bfloat16_is_named(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert not _cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert _cpu_has_native_bf16(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16\n")  # Arm
+    assert _cpu_has_native_bf16(cpuinfo)
+    assert precision_note("float32") is None
+    note = precision_note("mixed_float16")  # this machine has no GPU
+    assert note is not None and note.startswith(
+        "train.precision = 'mixed_float16' is meant for GPUs"
+    )

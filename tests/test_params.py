@@ -43,7 +43,7 @@ def test_the_committed_params_are_valid(monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
     params = load_params("seed", "preprocess", "model", "train")
     assert params.train.epochs == 10 and params.train.batch_size == 128
-    assert params.model.conv_filters == [32, 64] and params.model.dense_units == 128
+    assert params.model.conv_blocks == [[32, 64]] and params.model.dense_units == 128
 
 
 CASES = [
@@ -89,10 +89,16 @@ CASES = [
         "train.epohcs is not a known key; allowed: backend, optimizer, learning_rate, epochs",
     ),
     (
-        "model.conv_dropout",
-        1.0,
+        "model.block_dropout",
+        [1.0],
         "model",
-        "model.conv_dropout = 1.0 is invalid: Input should be less than 1",
+        "model.block_dropout.0 = 1.0 is invalid: Input should be less than 1",
+    ),
+    (
+        "model.block_dropout",
+        [0.25, 0.25],
+        "model",
+        "model: block_dropout has 2 entries for 1 conv_blocks; give one per block",
     ),
     (
         "model.dense_dropout",
@@ -102,22 +108,61 @@ CASES = [
     ),
     ("model.dense_units", 0, "model", "model.dense_units = 0 is invalid"),
     (
-        "model.conv_filters",
+        "model.conv_blocks",
         [],
         "model",
-        "model.conv_filters = [] is invalid: List should have at least 1 item",
+        "model.conv_blocks = [] is invalid: List should have at least 1 item",
     ),
     (
-        "model.conv_filters",
-        [32, 0],
+        "model.conv_blocks",
+        [[32, 0]],
         "model",
-        "model.conv_filters.1 = 0 is invalid: Input should be greater than or equal to 1",
+        "model.conv_blocks.0.1 = 0 is invalid: Input should be greater than or equal to 1",
     ),
     (
         "model.kernel_size",
         15,
         "model",
-        "model: kernel_size=15 with conv_filters=[32, 64] leaves a 0x0 map, smaller than pool_size=2",
+        "model: kernel_size=15 with conv_blocks=[[32, 64]] leaves a 0x0 map before block 1's "
+        "max_pool, smaller than 2x2",
+    ),
+    (
+        "model.downsample",
+        "avg_pool",
+        "model",
+        "model.downsample = 'avg_pool' is invalid: Input should be 'max_pool' or 'strided_conv'",
+    ),
+    (
+        "model.augment",
+        {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "shfit": 0.1},
+        "model",
+        "model.augment.shfit is not a known key; allowed: rotation, zoom, shift",
+    ),
+    (
+        "model.augment",
+        {"rotation": 200, "zoom": 0.1, "shift": 0.1},
+        "model",
+        "model.augment.rotation = 200 is invalid: Input should be less than or equal to 180",
+    ),
+    (
+        "train.precision",
+        "bfloat16",
+        "train",
+        "train.precision = 'bfloat16' is invalid: Input should be 'float32', 'mixed_bfloat16' "
+        "or 'mixed_float16'",
+    ),
+    (
+        "train.lr_schedule",
+        "onecycle",
+        "train",
+        "train.lr_schedule = 'onecycle' is invalid: Input should be 'constant', 'exponential', "
+        "'cosine', 'one_cycle' or 'plateau'",
+    ),
+    (
+        "train.label_smoothing",
+        1.0,
+        "train",
+        "train.label_smoothing = 1.0 is invalid: Input should be less than 1",
     ),
     (
         "preprocess.val_size",

@@ -21,7 +21,7 @@ from .helpers import copy_project, project_env, run_script
 SPELLINGS = [
     ("train.learning_rate", "  learning_rate: 0.001", "  learning_rate: 1e-3", 0.001),
     ("train.learning_rate", "  learning_rate: 0.001", "  learning_rate: 5E-4", 0.0005),
-    ("model.conv_dropout", "  conv_dropout: 0.25", "  conv_dropout: .5", 0.5),
+    ("model.dense_dropout", "  dense_dropout: 0.5", "  dense_dropout: .25", 0.25),
     ("seed", "seed: 42", "seed: 010", 10),  # YAML 1.1 (PyYAML) reads 8
     ("seed", "seed: 42", "seed: 0x10", 16),
     ("train.deterministic", "  deterministic: true", "  deterministic: on", "on"),

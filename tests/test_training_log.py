@@ -1,6 +1,8 @@
 """The training log is live and resumable: DVCLive's files grow as each epoch ends (and
 `dvc exp show` follows them while the run trains); a killed run, with early stopping and
-a plateau schedule on, resumes into a log and a model identical to an uninterrupted run's."""
+a plateau schedule on, or with the model family's augmentation, batch norm, one-cycle
+schedule, label smoothing and bfloat16, resumes into a log and a model identical to an
+uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -99,6 +101,47 @@ def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(
     assert ("train: epoch 6/8" in resumed.stdout) == (killed_after < 6)
     assert "train: epoch 7/8" not in resumed.stdout
     assert "train: stopped early after epoch 6" in resumed.stdout
+    assert training_log_files(project) == expected_log
+    for resumed_weights, uninterrupted_weights in zip(
+        weights(project), expected_weights, strict=True
+    ):
+        assert np.array_equal(resumed_weights, uninterrupted_weights)
+
+
+# Every new part of the model family whose state a resume must carry: the augmentation
+# layers' seed state, batch norm's moving statistics, the one-cycle schedule's step
+# (the optimizer's iterations), bfloat16 compute and label smoothing.
+MODEL_FAMILY = {
+    "model": {
+        "conv_blocks": [[8, 8], [16]],
+        "downsample": "strided_conv",
+        "block_dropout": [0.2, 0.2],
+        "batch_norm": True,
+        "dense_units": 32,
+        "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1},
+    },
+    "train": {
+        "epochs": 3,
+        "lr_schedule": "one_cycle",
+        "early_stopping_patience": 0,
+        "label_smoothing": 0.1,
+        "precision": "mixed_bfloat16",
+    },
+}
+
+
+def test_killed_run_with_augmentation_batch_norm_and_one_cycle_resumes_byte_identical(project):
+    set_params(project, MODEL_FAMILY)
+    whole = run_script(project, "train")
+    assert whole.returncode == 0, whole.stderr
+    expected_log, expected_weights = training_log_files(project), weights(project)
+    assert b"learning_rate" in expected_log["metrics.json"]  # one_cycle's rate is logged too
+    with in_background(project, sys.executable, "stages/train.py") as process:
+        read_until(process, "train: epoch 1/3")
+        os.killpg(process.pid, signal.SIGKILL)
+    resumed = run_script(project, "train")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "train: resuming after epoch 1 of 3" in resumed.stdout
     assert training_log_files(project) == expected_log
     for resumed_weights, uninterrupted_weights in zip(
         weights(project), expected_weights, strict=True
