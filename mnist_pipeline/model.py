@@ -67,26 +67,27 @@ def build_model(params: ModelParams, seed: int = 0) -> keras.Model:
     model.add(layers.Rescaling(1 / 255))  # pixel / 255: (28, 28, 1) floats in [0, 1]
     for layer in augmentation(params.augment, seed):  # identity outside training
         model.add(layer)
+
+    def add(layer: keras.layers.Layer) -> None:
+        """A conv or the hidden Dense (ReLU), then batch norm if the params ask for it."""
+        model.add(layer)
+        if params.batch_norm:
+            model.add(layers.BatchNormalization())
+
     for filters, dropout in zip(params.conv_blocks, params.block_dropout, strict=True):
         for count in filters:  # each 'valid' 3x3 conv: 28 -> 26 -> 24
-            model.add(layers.Conv2D(count, params.kernel_size, activation="relu"))
-            if params.batch_norm:
-                model.add(layers.BatchNormalization())
+            add(layers.Conv2D(count, params.kernel_size, activation="relu"))
         if params.downsample == "max_pool":  # the seed: 24 -> 12: (12, 12, 64)
             model.add(layers.MaxPooling2D(params.pool_size))
         else:  # a learned downsampling: 24 -> 12
-            model.add(
+            add(
                 layers.Conv2D(
                     filters[-1], STRIDED_KERNEL, strides=2, padding="same", activation="relu"
                 )
             )
-            if params.batch_norm:
-                model.add(layers.BatchNormalization())
         model.add(layers.Dropout(dropout))
     model.add(layers.Flatten())  # 12 * 12 * 64 = 9216
-    model.add(layers.Dense(params.dense_units, activation="relu"))
-    if params.batch_norm:
-        model.add(layers.BatchNormalization())
+    add(layers.Dense(params.dense_units, activation="relu"))
     model.add(layers.Dropout(params.dense_dropout))
     model.add(layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"))
     return model
