@@ -11,38 +11,18 @@ exactly as the seed tutorial normalises, so predictions need no preprocessing.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
-from mnist_pipeline.stage import StageError
+from mnist_pipeline.stage import StageError, native_stderr_silenced
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-@contextmanager
-def _native_stderr_silenced(silence: bool) -> Iterator[None]:
-    """Send what native code writes to stderr to /dev/null (Python errors still show)."""
-    if not silence:
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
 # they are hidden unless the user set that variable, e.g. TF_CPP_MIN_LOG_LEVEL=0.
-with _native_stderr_silenced("TF_CPP_MIN_LOG_LEVEL" not in os.environ):
+with native_stderr_silenced("TF_CPP_MIN_LOG_LEVEL" not in os.environ):
     import keras
     from keras import layers
 

@@ -15,6 +15,10 @@ PROCESSED_DIR = Path("data/processed")
 PACKAGE_DIR = Path("mnist_pipeline")
 
 MODEL_FILE = Path("models/model.keras")
+# The serving copies (the export stage's): a SavedModel in TF Serving's layout, a folder
+# per version (one: 1), so `-v $PWD/models/saved_model:/models/mnist` serves it as is.
+SAVED_MODEL_DIR = Path("models/saved_model")
+ONNX_FILE = Path("models/model.onnx")
 TRAINING_LOG_DIR = Path("dvclive")
 # Training checkpoints, one folder per run fingerprint, outside the project: DVC deletes
 # a stage's outputs before rerunning it, and a queued experiment's whole temporary copy

@@ -31,9 +31,10 @@ def printable(text: str, limit: int = 200) -> str:
     return shown if len(text) <= limit and len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's main(); turn StageError and Ctrl-C into a one-line message and exit code."""
-    name = Path(sys.argv[0]).stem
+def run_stage(main: Callable[[], None], name: str | None = None) -> None:
+    """Run a stage's (or a command's) main(); turn StageError and Ctrl-C into a one-line
+    message and exit code. Messages start with `name`, by default the script's."""
+    name = name or Path(sys.argv[0]).stem
     try:
         main()
     except StageError as error:
@@ -46,6 +47,23 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print(f"{name}: interrupted, no output written", file=sys.stderr)
         sys.exit(130)
+
+
+@contextmanager
+def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
+    """Send what native code writes to stderr to /dev/null (Python errors still show)."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 # Staging copies are named .<target>.tmp.<random>[<suffix>] beside their target (git

@@ -1,0 +1,63 @@
+"""Stage 4, export: the trained model in the formats serving systems load.
+
+Reads:  models/model.keras; data/processed/val_images.npy (to check the copies; never
+        the test set).
+Writes: models/saved_model/1/: a TensorFlow SavedModel, TF Serving's layout (a folder
+        per version), its serving_default signature taking raw uint8 images
+        (N, 28, 28, 1) as `images` and returning `probabilities` (N, 10);
+        models/model.onnx: the same function as an ONNX model (tf2onnx, opset 17).
+
+Each copy is loaded back with its own runtime (TensorFlow, onnxruntime) and must give
+the Keras model's digit for every validation image, its probabilities within 1e-5;
+otherwise nothing is written. Export always runs on TensorFlow, whichever backend trained.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["KERAS_BACKEND"] = "tensorflow"  # SavedModel and tf2onnx need TensorFlow's graph
+
+from mnist_pipeline.arrays import load_split
+from mnist_pipeline.export import (
+    MODEL_VERSION,
+    disagreement,
+    in_batches,
+    onnx_predictor,
+    saved_model_predictor,
+    write_onnx,
+    write_saved_model,
+)
+from mnist_pipeline.model import load_model
+from mnist_pipeline.paths import MODEL_FILE, ONNX_FILE, SAVED_MODEL_DIR
+from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
+
+
+def check(name: str, predict, expected, images) -> None:
+    """Fail the stage if the exported `name` disagrees with the Keras model."""
+    problem = disagreement(expected, in_batches(predict, images))
+    if problem:
+        raise StageError(f"the exported {name} disagrees with {MODEL_FILE}: {problem}")
+
+
+def main() -> None:
+    model = load_model(MODEL_FILE)
+    images, _ = load_split("val")
+    expected = in_batches(lambda batch: model.predict(batch, verbose=0), images)
+
+    with staged_dir(SAVED_MODEL_DIR) as saved_models, staged_file(ONNX_FILE) as onnx_file:
+        version = saved_models / str(MODEL_VERSION)
+        write_saved_model(model, version)
+        check("SavedModel", saved_model_predictor(version), expected, images)
+        write_onnx(model, onnx_file)
+        check("ONNX model", onnx_predictor(onnx_file), expected, images)
+    print(f"export: wrote {SAVED_MODEL_DIR / str(MODEL_VERSION)} and {ONNX_FILE}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
