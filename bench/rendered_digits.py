@@ -1,6 +1,6 @@
 """Accuracy of the trained model on digits that are not MNIST: 0-9 rendered with the
 TrueType fonts that Debian's font packages ship (DejaVu, Liberation), dark on light, at
-several sizes and positions, each read through `stages/predict.py`'s own path; then the
+several sizes and positions, each read through `mnist-pipeline predict`'s own path; then the
 same digits made harder, as real pens, scans and hands make them: thin and bold strokes,
 blur, low resolution, and rotation up to 15 degrees either way.
 

@@ -103,7 +103,7 @@ def epoch_figures(root: Path, rounds: int) -> dict:
 def fast_preset_figures(root: Path) -> dict:
     """The fast preset run as a user runs it: one `dvc exp run` in the workspace, with
     fetch and preprocess already done (cached)."""
-    command = [sys.executable, "-m", "mnist_pipeline.presets", "presets/fast.yaml"]
+    command = [str(Path(sys.executable).parent / "mnist-pipeline"), "preset", "presets/fast.yaml"]
     wall, _, output = timed(command, root)
     epochs = [float(s) for s in re.findall(r"train: epoch \d+/\d+ - ([\d.]+) s", output)]
     accuracy = float(re.search(r"test accuracy ([\d.]+)", output).group(1))

@@ -7,7 +7,7 @@ PRESET is a file's name in presets/ (fast, accurate) or `default` (params.yaml a
 In a temporary copy of the project (your workspace is not touched) it runs fetch and
 preprocess, queues the grid exactly as a user would:
 
-    python -m mnist_pipeline.presets presets/PRESET.yaml --queue -S seed=42,43,...
+    mnist-pipeline preset presets/PRESET.yaml --queue -S seed=42,43,...
     dvc queue start  (then waits for the queue to empty)
 
 and reads each experiment's test accuracy and loss with `dvc.api.exp_show`, and its
@@ -53,7 +53,15 @@ def queue_grid(root: Path, preset: str, seeds: list[int], changes: list[str]) ->
     if preset == "default":
         run(["dvc", "exp", "run", *grid], root)
     else:
-        run([sys.executable, "-m", "mnist_pipeline.presets", f"presets/{preset}.yaml", *grid], root)
+        run(
+            [
+                str(Path(sys.executable).parent / "mnist-pipeline"),
+                "preset",
+                f"presets/{preset}.yaml",
+                *grid,
+            ],
+            root,
+        )
     subprocess.run(  # the worker runs detached; its output goes to `dvc queue logs`
         ["dvc", "queue", "start"],
         cwd=root,

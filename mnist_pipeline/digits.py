@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -38,9 +39,10 @@ HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # no fixed whi
 _BROKEN = (SyntaxError, EOFError, IndexError, TypeError, ValueError, struct.error, zlib.error)
 
 
-def read_image(path: Path) -> Image.Image:
-    """The first frame of an image file, at most WORKING_SIDE pixels a side; raise
-    ValueError saying why it cannot be read."""
+def read_image(path: Path | BinaryIO) -> Image.Image:
+    """The first frame of an image file (a path, or a binary file object such as a
+    request's body), at most WORKING_SIDE pixels a side; raise ValueError saying why it
+    cannot be read."""
     with _read_errors():
         image = _open(path)
     with image:
@@ -95,7 +97,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     return np.clip(canvas, 0, 255).round().astype(np.uint8)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path | BinaryIO) -> Image.Image:
     """Open an image of one of FORMATS lazily: only its header is read. Pillow's own pixel
     check is off meanwhile, as read_image's is stricter and says the width and height
     (not thread-safe, like Pillow's setting itself)."""

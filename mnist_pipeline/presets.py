@@ -1,6 +1,6 @@
 """Run a preset (presets/*.yaml: a partial params.yaml) as a DVC experiment.
 
-    python -m mnist_pipeline.presets presets/fast.yaml [dvc exp run options...]
+    mnist-pipeline preset presets/fast.yaml [dvc exp run options...]
 
 Turns every key the preset sets into a `-S key=value` of `dvc exp run`, prints the whole
 command, and runs it from here. Options after the preset go to `dvc exp run` as they are:
@@ -11,6 +11,7 @@ with the preset applied must pass the same checks as the stages make.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import re
 import shlex
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_pipeline.params import SECTIONS, read_params_file, validate_params
-from mnist_pipeline.stage import StageError, printable, run_stage
+from mnist_pipeline.stage import StageError, printable
 
 
 def settings(preset: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -88,21 +89,19 @@ def command(path: Path, options: list[str]) -> list[str]:
     return ["dvc", "exp", "run", *flags, *options]
 
 
-def main() -> None:
-    args = sys.argv[1:]
-    if not args or args[0].startswith("-"):
-        raise StageError(
-            "usage: python -m mnist_pipeline.presets PRESET.yaml [dvc exp run options...]"
-        )
-    path = Path(args[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("preset", type=Path, help="a preset file, like presets/fast.yaml")
+    parser.add_argument(
+        "options", nargs=argparse.REMAINDER, help="passed to `dvc exp run` as they are"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    path: Path = args.preset
     if path.suffix not in (".yaml", ".yml"):
         raise StageError(f"{path}: a preset is a .yaml file, like presets/fast.yaml")
     if not path.is_file():
         raise StageError(f"{path}: no such preset; the presets are in presets/")
-    run = command(path, args[1:])
-    print(f"presets: {shlex.join(run)}", flush=True)
+    run = command(path, args.options)
+    print(f"preset: {shlex.join(run)}", flush=True)
     sys.exit(subprocess.run(run, check=False).returncode)  # DVC has said what failed
-
-
-if __name__ == "__main__":
-    run_stage(main)

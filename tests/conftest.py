@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
+    COMMAND,
     SMALL,
     LoopbackMirror,
+    ModelServer,
     copy_project,
     git,
+    in_background,
     run_dvc,
     self_signed_certificate,
     set_params,
@@ -90,3 +93,11 @@ def trained_copy(trained_project, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained-copy") / "project"
     shutil.copytree(trained_project, root, symlinks=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def model_server(trained_project) -> Iterator[ModelServer]:
+    """`mnist-pipeline serve --port 0` running in the trained project (on a free port),
+    with everything it prints collected; stopped at the end of the session."""
+    with in_background(trained_project, COMMAND, "serve", "--port", "0") as process:
+        yield ModelServer.started(process)

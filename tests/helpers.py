@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import gzip
 import http.server
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,10 +186,17 @@ def run_measured(command: list[str], **run_kwargs) -> tuple[subprocess.Completed
         return result, int(peak_file.read_text()) // 1024
 
 
+# Importing Keras sets TF_CPP_MIN_LOG_LEVEL in its process: tests that import it would
+# hand it to every command after them, which then print TensorFlow's start-up notes.
+_TF_LOG_LEVEL_SET_BY_USER = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+
+
 def project_env(root: Path, **extra: str) -> dict[str, str]:
     """Environment for running stages or DVC in a project copy at `root`: the user's, with
     no DVC analytics and git's identity for commits (`root` is where the command runs)."""
     env = dict(os.environ)
+    if not _TF_LOG_LEVEL_SET_BY_USER:
+        env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     env.update(
         DVC_NO_ANALYTICS="1",
         **mnist_project.GIT_IDENTITY,
@@ -232,6 +242,9 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=root, env=project_env(root), capture_output=True, text=True, check=True
     ).stdout
+
+
+COMMAND = str(Path(sys.executable).parent / "mnist-pipeline")  # the installed console script
 
 
 def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProcess:
@@ -284,6 +297,34 @@ def read_until(process: subprocess.Popen, marker: str) -> str:
         if marker in line:
             return "".join(seen)
     raise AssertionError(f"{marker!r} never appeared in:\n{''.join(seen)}")
+
+
+@dataclasses.dataclass
+class ModelServer:
+    """A running `mnist-pipeline serve`: its base URL and what it has printed so far."""
+
+    url: str
+    output: list[str]
+
+    @classmethod
+    def started(cls, process: subprocess.Popen) -> ModelServer:
+        """Wait for the line saying where the server listens; collect its later output."""
+        line = read_until(process, "serving ")
+        output = [line]
+        threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+        return cls(re.search(r" at (http://\S+?)/v1/", line).group(1), output)
+
+    def call(
+        self, path: str, body: bytes | None = None, method: str | None = None
+    ) -> tuple[int, dict]:
+        """(status, JSON answer) of one request; POST when there is a body."""
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.loads(error.read())
 
 
 def training_log_files(root: Path) -> dict[str, bytes]:

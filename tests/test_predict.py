@@ -4,7 +4,6 @@ with a one-line error for each input that cannot be read."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mnist_pipeline.digits import to_mnist
 
-from .helpers import project_env
+from .helpers import COMMAND, project_env
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 needs_font = pytest.mark.skipif(
@@ -25,7 +24,7 @@ needs_font = pytest.mark.skipif(
 
 def predict(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "stages/predict.py", *args],
+        [COMMAND, "predict", *args],
         cwd=root,
         env=project_env(root),
         capture_output=True,
@@ -105,12 +104,11 @@ def test_predict_reads_image_files_and_reports_a_bad_one_without_losing_the_othe
 
 
 def test_predict_without_a_model_is_one_line(tmp_path):
-    shutil.copytree(Path(__file__).resolve().parent.parent / "stages", tmp_path / "stages")
     result = predict(tmp_path, "--model", "nowhere.keras", str(tmp_path / "x.png"))
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1]
-        == "predict: error: nowhere.keras: missing; run the train stage (dvc repro)"
+        == "mnist-pipeline predict: error: nowhere.keras: missing; run the train stage (dvc repro)"
     )
 
 

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import struct
-import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from mnist_pipeline.digits import MAX_PIXELS, WORKING_SIDE, read_image, to_mnist
 
-from .helpers import project_env, run_measured
+from .helpers import COMMAND, project_env, run_measured
 
 # ---------------------------------------------------------------- image-making helpers
 
@@ -366,10 +365,10 @@ def test_random_image_files_give_a_digit_or_one_line(data, suffix):
 
 
 def predict_measured(root: Path, *args: str, **env: str) -> tuple[int, str, str, int]:
-    """Run `python stages/predict.py <args>`: its exit code, stdout, stderr and peak
+    """Run `mnist-pipeline predict <args>`: its exit code, stdout, stderr and peak
     resident memory in MiB."""
     result, peak_mib = run_measured(
-        [sys.executable, "stages/predict.py", *args],
+        [COMMAND, "predict", *args],
         cwd=root,
         env=project_env(root, **env),
         capture_output=True,

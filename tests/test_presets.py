@@ -1,12 +1,11 @@
 """Presets (presets/*.yaml): partial params.yaml files, each run as a DVC experiment by
-`python -m mnist_pipeline.presets`, which prints the `dvc exp run` it runs; a preset with
+`mnist-pipeline preset`, which prints the `dvc exp run` it runs; a preset with
 a typo or a bad value is one line, and nothing is queued."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -14,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from mnist_pipeline.presets import override_value, settings
 
-from .helpers import PROJECT_ROOT, copy_project, run_dvc
+from .helpers import COMMAND, PROJECT_ROOT, copy_project, run_dvc
 
 PRESETS = sorted((PROJECT_ROOT / "presets").glob("*.yaml"))
 DEFAULTS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -33,7 +32,7 @@ def default_value(key: str) -> object:
 
 def run_preset(root, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mnist_pipeline.presets", *args],
+        [COMMAND, "preset", *args],
         cwd=root,
         capture_output=True,
         text=True,
@@ -85,7 +84,7 @@ def test_a_preset_is_queued_as_an_experiment_with_its_values(project, preset):
     ran = run_preset(project, f"presets/{preset}.yaml", "--queue", "-n", f"{preset}-check")
     assert ran.returncode == 0, ran.stderr
     printed = ran.stdout.splitlines()[0]
-    assert printed.startswith("presets: dvc exp run -S ")
+    assert printed.startswith("preset: dvc exp run -S ")
     assert printed.endswith(f" --queue -n {preset}-check")
     shown = json.loads(run_dvc(project, "exp", "show", "--json").stdout)
     queued = next(
@@ -126,7 +125,7 @@ def test_a_bad_preset_is_one_line_and_queues_nothing(project, text, message):
     (project / "presets/bad.yaml").write_text(text)
     ran = run_preset(project, "presets/bad.yaml", "--queue")
     assert ran.returncode == 1
-    assert ran.stderr == f"presets: error: {message}\n"
+    assert ran.stderr == f"mnist-pipeline preset: error: {message}\n"
     assert ran.stdout == ""
     assert "Queued" not in run_dvc(project, "queue", "status").stdout
 
@@ -136,5 +135,5 @@ def test_a_missing_preset_names_where_presets_are(project):
     assert ran.returncode == 1
     assert (
         ran.stderr
-        == "presets: error: presets/fastest.yaml: no such preset; the presets are in presets/\n"
+        == "mnist-pipeline preset: error: presets/fastest.yaml: no such preset; the presets are in presets/\n"
     )
