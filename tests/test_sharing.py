@@ -102,9 +102,12 @@ def test_only_the_jobs_that_need_it_may_write():
 def test_the_comment_job_runs_no_code_of_the_branch_and_skips_forks():
     ci = yaml.safe_load(WORKFLOWS["ci.yml"])
     comment = ci["jobs"]["comment"]
-    assert [action.split("@")[0] for action in uses(comment)] == ["actions/download-artifact"]
+    assert [action.split("@")[0] for action in uses(comment)] == [
+        "actions/download-artifact",
+        "iterative/setup-cml",
+    ]
     runs = [step["run"] for step in comment["steps"] if "run" in step]
-    assert runs and all(run.startswith("gh pr comment ") for run in runs)
+    assert runs and all(run.startswith("cml comment update ") for run in runs)
     assert "github.event.pull_request.head.repo.full_name == github.repository" in comment["if"]
 
 
