@@ -33,9 +33,9 @@ def experiment(trained_copy) -> tuple[Path, str]:
     return trained_copy, run.stdout
 
 
-def test_exp_run_with_a_train_param_reruns_only_train_and_evaluate(experiment):
+def test_exp_run_with_a_train_param_reruns_only_train_and_what_reads_the_model(experiment):
     _, output = experiment
-    assert stages_run(output) == ["train", "evaluate"]
+    assert stages_run(output) == ["train", "evaluate", "export"]
 
 
 def test_params_diff_shows_exactly_the_changed_params(experiment):
