@@ -247,6 +247,18 @@ def git(root: Path, *args: str) -> str:
 COMMAND = str(Path(sys.executable).parent / "mnist-pipeline")  # the installed console script
 
 
+def run_command(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `mnist-pipeline <args>` in the project at `root`, its output captured."""
+    return subprocess.run(
+        [COMMAND, *args],
+        cwd=root,
+        env=project_env(root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_script(root: Path, script: str, **env: str) -> subprocess.CompletedProcess:
     """Run `python stages/<script>.py` in the project at `root`."""
     return subprocess.run(

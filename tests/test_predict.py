@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mnist_pipeline.digits import to_mnist
 
-from .helpers import COMMAND, project_env
+from .helpers import project_env, run_command
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 needs_font = pytest.mark.skipif(
@@ -23,14 +23,7 @@ needs_font = pytest.mark.skipif(
 
 
 def predict(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [COMMAND, "predict", *args],
-        cwd=root,
-        env=project_env(root),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_command(root, "predict", *args)
 
 
 def drawn_digit(

@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from mnist_pipeline.presets import override_value, settings
 
-from .helpers import COMMAND, PROJECT_ROOT, copy_project, run_dvc
+from .helpers import PROJECT_ROOT, copy_project, run_command, run_dvc
 
 PRESETS = sorted((PROJECT_ROOT / "presets").glob("*.yaml"))
 DEFAULTS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -31,13 +31,7 @@ def default_value(key: str) -> object:
 
 
 def run_preset(root, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [COMMAND, "preset", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(root, "preset", *args, timeout=120)
 
 
 @pytest.mark.parametrize(

@@ -15,20 +15,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .helpers import COMMAND, git, project_env, run_dvc, set_params
+from .helpers import git, run_command, run_dvc, set_params
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def report(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [COMMAND, "report", *args],
-        cwd=root,
-        env=project_env(root),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_command(root, "report", *args)
 
 
 def tables(markdown: str) -> list[dict[str, list[str]]]:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from .helpers import COMMAND, project_env
+from .helpers import run_command
 
 pytestmark = pytest.mark.slow  # the trained project: a small pipeline run
 
@@ -31,15 +31,8 @@ def test_images(trained_project) -> np.ndarray:
 def predicted(trained_project) -> np.ndarray:
     """`mnist-pipeline predict --json` on the first test images: the Keras model's answer."""
     indices = [part for index in range(FIRST) for part in ("--index", str(index))]
-    result = subprocess.run(
-        [COMMAND, "predict", "--json", *indices],
-        cwd=trained_project,
-        env=project_env(trained_project),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    result = run_command(trained_project, "predict", "--json", *indices)
+    assert result.returncode == 0, result.stderr
     return np.array([answer["probabilities"] for answer in json.loads(result.stdout)])
 
 
@@ -228,13 +221,6 @@ def test_bad_command_lines_are_one_line_errors(trained_project, model_server, tm
             f"cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port",
         ),
     ]:
-        result = subprocess.run(
-            [COMMAND, "serve", *args],
-            cwd=trained_project,
-            env=project_env(trained_project),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_command(trained_project, "serve", *args, timeout=120)
         assert result.returncode == 1
         assert result.stderr == f"mnist-pipeline serve: error: {message}\n"
