@@ -49,10 +49,17 @@ def run_stage(main: Callable[[], None], name: str | None = None) -> None:
         sys.exit(130)
 
 
+# Whether the user asked to see TensorFlow's native logging; read before Keras is
+# imported, as importing it sets TF_CPP_MIN_LOG_LEVEL itself.
+_NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+
+
 @contextmanager
-def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
-    """Send what native code writes to stderr to /dev/null (Python errors still show)."""
-    if not silence:
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code (TensorFlow's start-up and graph notes) writes to stderr to
+    /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL (e.g. 0) to see it. Python's own
+    errors still show."""
+    if _NATIVE_LOGS_WANTED:
         yield
         return
     sys.stderr.flush()
