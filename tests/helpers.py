@@ -219,16 +219,21 @@ def clone_with_remote(source: Path, destination: Path, remote: Path, name: str =
     return destination
 
 
-def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run `dvc <args>` in the project at `root`; fail the test, with DVC's output, if it fails."""
-    result = subprocess.run(
+def dvc(root: Path, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+    """Run `dvc <args>` in the project at `root`, whether it succeeds or not."""
+    return subprocess.run(
         ["dvc", *args],
         cwd=root,
         env=project_env(root, **env),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
+
+
+def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `dvc <args>` in the project at `root`; fail the test, with DVC's output, if it fails."""
+    result = dvc(root, *args, **env)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

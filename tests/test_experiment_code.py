@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import copy_project, experiments_shown, git, project_env, run_dvc, run_script
+from .helpers import copy_project, dvc, experiments_shown, git, project_env, run_dvc, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -115,14 +115,7 @@ def kill_when_running(root: Path, name: str, timeout: float = 60) -> None:
     running only once its worker has filed the task as taken, a moment after it starts."""
     deadline = time.monotonic() + timeout
     while True:
-        killed = subprocess.run(
-            ["dvc", "queue", "kill", name],
-            cwd=root,
-            env=project_env(root),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        killed = dvc(root, "queue", "kill", name, timeout=120)
         if killed.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)

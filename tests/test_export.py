@@ -7,16 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mnist_pipeline.export import in_batches
+
 from .helpers import run_script
 
 # The largest difference between an exported format's probabilities and the Keras
 # model's allowed here (measured on the default model: 0 for the SavedModel, 1.1e-6 for ONNX).
 MAX_DIFFERENCE = 1e-5
-BATCH = 1000
-
-
-def in_batches(predict, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([predict(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import pytest
 from .helpers import (
     SMALL,
     copy_project,
+    dvc,
     git,
     in_background,
-    project_env,
     read_until,
     run_dvc,
     run_script,
@@ -164,14 +164,7 @@ def test_second_dvc_repro_is_refused_while_the_first_runs(built):
     baseline = training_results(built)
     with in_background(built, "dvc", "repro", "--force", "--single-item", "train") as first:
         read_until(first, "> python stages/train.py")
-        second = subprocess.run(
-            ["dvc", "repro"],
-            cwd=built,
-            env=project_env(built),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = dvc(built, "repro", timeout=120)
         assert second.returncode != 0
         assert "is busy, it is being blocked by" in second.stderr  # DVC's lock on the outputs
         assert "Running stage" not in second.stdout

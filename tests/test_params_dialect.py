@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from mnist_pipeline.params import load_params, read_params_file
 from mnist_pipeline.stage import StageError
 
-from .helpers import copy_project, project_env, run_script
+from .helpers import copy_project, dvc, run_script
 
 # (dotted key, the committed line, the spelling written instead, the value DVC reads)
 SPELLINGS = [
@@ -44,13 +43,6 @@ def params_text(root: Path, text: str):
         yield
     finally:
         path.write_text(committed)
-
-
-def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """`dvc <args>` in `root`, whether it succeeds or not."""
-    return subprocess.run(
-        ["dvc", *args], cwd=root, env=project_env(root), capture_output=True, text=True
-    )
 
 
 def lookup(data: dict, key: str) -> object:

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from .helpers import PROJECT_ROOT, clone_with_remote, experiments_shown, project_env, run_dvc
+from .helpers import PROJECT_ROOT, clone_with_remote, dvc, experiments_shown, run_dvc
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,7 @@ def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
 
     # The experiment's params, dvc.lock and metrics come from git; its outputs are not in
     # this clone's cache yet, which apply reports (and exits non-zero), and dvc pull fetches.
-    applied = subprocess.run(
-        ["dvc", "exp", "apply", best],
-        cwd=carol,
-        env=project_env(carol),
-        capture_output=True,
-        text=True,
-    )
+    applied = dvc(carol, "exp", "apply", best)
     assert "models/model.keras" in applied.stderr
     assert (
         f"learning_rate: {LEARNING_RATES[best.removesuffix('-lr')]}"
