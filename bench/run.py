@@ -26,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_pipeline.project import copy_project, set_params
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
+
+from tests.project import copy_project, set_params
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).with_name("epoch_worker.py")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnist_pipeline.project import copy_project
+from tests.project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_LINE = re.compile(r"train: epoch \d+/\d+ - ([\d.]+) s")

@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 
 from mnist_pipeline import download
-from mnist_pipeline import project as mnist_project
-from mnist_pipeline.project import set_params
+
+from . import project as mnist_project
+from .project import set_params
 
 __all__ = ["set_params"]  # re-exported for the tests
 

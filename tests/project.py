@@ -1,5 +1,5 @@
-"""Tooling for whole copies of the project (the tests and the benchmark use them; no stage
-does): copy its source into a fresh git repository, and change params.yaml there."""
+"""Tooling for whole copies of the project, shared by the tests and the benchmark (bench/):
+copy its source into a fresh git repository, and change params.yaml there."""
 
 from __future__ import annotations
 
