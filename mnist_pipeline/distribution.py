@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mnist_pipeline.model import keras
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.stage import StageError
+
+keras = import_keras()  # on the backend the train stage chose
 
 
 @contextmanager

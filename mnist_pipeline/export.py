@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_pipeline.arrays import IMAGE_SHAPE
-from mnist_pipeline.stage import StageError, native_stderr_silenced
+from mnist_pipeline.backend import import_keras, native_stderr_silenced
+from mnist_pipeline.stage import StageError
 
 if TYPE_CHECKING:
     import keras
@@ -48,8 +49,7 @@ def serving_function(model: keras.Model) -> Any:
 
 def write_saved_model(model: keras.Model, folder: Path) -> None:
     """Write `model` as a SavedModel into `folder`, its one signature SIGNATURE_NAME."""
-    import keras
-
+    keras = import_keras("tensorflow")
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE_NAME, serving_function(model))

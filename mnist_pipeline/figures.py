@@ -27,7 +27,7 @@ def save_digit_grid(
     sheet = Image.new("L", (columns * cell_width, rows * cell_height), 255)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=12)
-    for index, (image, caption) in enumerate(zip(images, captions, strict=False)):
+    for index, (image, caption) in enumerate(zip(images, captions, strict=True)):
         left, top = (index % columns) * cell_width, (index // columns) * cell_height
         digit = Image.fromarray(255 - np.squeeze(image).astype(np.uint8))
         sheet.paste(

@@ -1,8 +1,5 @@
 """The CNN family (the seed's CNN by default, the presets' by params), the precision
-it computes in, and loading a saved model.
-
-Importing this module imports Keras, after choosing its backend (TensorFlow unless
-KERAS_BACKEND says otherwise): stages take `keras` from here, never import it first.
+it computes in, and saving and loading a trained model.
 
 The model takes raw uint8 pixels (N, 28, 28, 1) and scales them by 1/255 itself,
 exactly as the seed tutorial normalises, so predictions need no preprocessing.
@@ -10,23 +7,18 @@ exactly as the seed tutorial normalises, so predictions need no preprocessing.
 
 from __future__ import annotations
 
-import os
+import io
+import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
-from mnist_pipeline.stage import StageError, native_stderr_silenced
+from mnist_pipeline.stage import StageError
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-# TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
-# they are hidden unless the user set that variable, e.g. TF_CPP_MIN_LOG_LEVEL=0.
-with native_stderr_silenced():
-    import keras
-    from keras import layers
-
-    keras.ops.zeros(1)  # the first op probes the devices, which prints more notes
+keras = import_keras()  # on the backend the stage chose
+layers = keras.layers
 
 if TYPE_CHECKING:
     from mnist_pipeline.params import AugmentParams, ModelParams
@@ -132,6 +124,53 @@ def _cpu_has_native_bf16(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> bool:
         return True
     flags = {flag for line in lines[:1] for flag in line.split(":", 1)[-1].split()}
     return any(flag in flags for flag in (*NATIVE_BF16_FLAGS, "bf16"))
+
+
+# What a saved model's zip entries are dated: zip's earliest date, as Keras already
+# dates its config (so the same model always gives the same bytes, and DVC's hash).
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+METADATA_ENTRY = "metadata.json"  # Keras's version, and the save time
+CONFIG_ENTRY = "config.json"  # the architecture; objects shared by layers carry an id
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save `model` in Keras's format at `path`, byte for byte the same for the same
+    model: Keras's save, with the save time (metadata.json's date_saved, the weights
+    entry's date) left out, and the ids of shared objects (the dtype policy), which
+    Keras takes from memory addresses, numbered in order instead."""
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        entries = [(entry, saved.read(entry)) for entry in saved.infolist()]
+    repacked = io.BytesIO()
+    with zipfile.ZipFile(repacked, "w") as archive:
+        for entry, data in entries:
+            if entry.filename == METADATA_ENTRY:
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            elif entry.filename == CONFIG_ENTRY:
+                data = json.dumps(_numbered_shared_objects(json.loads(data))).encode()
+            dated = zipfile.ZipInfo(entry.filename, date_time=ZIP_DATE)
+            dated.compress_type, dated.external_attr = entry.compress_type, entry.external_attr
+            archive.writestr(dated, data)
+    path.write_bytes(repacked.getvalue())
+
+
+def _numbered_shared_objects(config: object, numbers: dict | None = None) -> object:
+    """`config` with each distinct `shared_object_id` replaced by 1, 2, ... in the order
+    they first appear (equal ids stay equal, so the objects are still shared on load)."""
+    numbers = {} if numbers is None else numbers
+    if isinstance(config, list):
+        return [_numbered_shared_objects(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    renumbered = {}
+    for key, value in config.items():
+        if key == "shared_object_id":
+            renumbered[key] = numbers.setdefault(value, len(numbers) + 1)
+        else:
+            renumbered[key] = _numbered_shared_objects(value, numbers)
+    return renumbered
 
 
 def load_model(path: Path) -> keras.Model:

@@ -44,11 +44,12 @@ import numpy as np
 from PIL import Image
 
 from mnist_pipeline.arrays import IMAGE_SHAPE
+from mnist_pipeline.backend import native_stderr_silenced
 from mnist_pipeline.digits import read_image, to_mnist
 from mnist_pipeline.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, saved_model_predictor
 from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.paths import SAVED_MODEL_DIR
-from mnist_pipeline.stage import StageError, native_stderr_silenced, printable
+from mnist_pipeline.stage import StageError, printable
 
 MODEL_NAME = "mnist"
 DEFAULT_PORT = 8501  # TF Serving's REST port

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -49,30 +49,6 @@ def run_stage(main: Callable[[], None], name: str | None = None) -> None:
         sys.exit(130)
 
 
-# Whether the user asked to see TensorFlow's native logging; read before Keras is
-# imported, as importing it sets TF_CPP_MIN_LOG_LEVEL itself.
-_NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send what native code (TensorFlow's start-up and graph notes) writes to stderr to
-    /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL (e.g. 0) to see it. Python's own
-    errors still show."""
-    if _NATIVE_LOGS_WANTED:
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 # Staging copies are named .<target>.tmp.<random>[<suffix>] beside their target (git
 # ignores the pattern). Each run stages in a copy of its own and holds a lock on it, so
 # a run cleaning up after a killed one never removes the copy another run is writing.
@@ -100,9 +76,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file in `folder` and the folder entries themselves to disk."""
-    for parent, _, files in os.walk(folder):
+def _fsync_tree(path: Path) -> None:
+    """Flush a file, or every file in a folder and the folder entries themselves, to disk."""
+    if not path.is_dir():
+        _fsync(path)
+        return
+    for parent, _, files in os.walk(path):
         for name in files:
             _fsync(Path(parent, name))
         _fsync(Path(parent))
@@ -206,8 +185,8 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def _put_in_place(staging: Path, target: Path) -> Path | None:
     """Make the staged output `target`; return where the previous output now is."""
-    if not os.path.lexists(target):
-        os.rename(staging, target)
+    if not staging.is_dir() or not os.path.lexists(target):
+        os.replace(staging, target)  # one atomic step for a file, or where nothing was
         return None
     if _exchange(staging, target):
         return staging
@@ -221,17 +200,27 @@ def _put_in_place(staging: Path, target: Path) -> Path | None:
     return aside
 
 
-@contextmanager
-def staged_dir(target: Path) -> Iterator[Path]:
+def staged_dir(target: Path) -> AbstractContextManager[Path]:
     """Yield an empty staging directory that replaces `target` only if the block succeeds.
 
     On any error, or Ctrl-C, the staging directory is removed and `target` is untouched.
     Killed at any instant, even during the swap, `target` is the whole old output or the
     whole new one; the next run removes what was left beside it.
     """
+    return _staged(target, _new_staging_dir)
+
+
+def staged_file(target: Path) -> AbstractContextManager[Path]:
+    """Yield a temporary path beside `target` (same suffix) that is renamed onto it on
+    success; as `staged_dir`, for one file."""
+    return _staged(target, _new_staging_file)
+
+
+@contextmanager
+def _staged(target: Path, make: Callable[[Path], tuple[Path, int]]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_up_after_killed_runs(target)
-    staging, fd = _claimed(lambda: _new_staging_dir(target))
+    staging, fd = _claimed(lambda: make(target))
     try:
         try:
             yield staging
@@ -245,25 +234,6 @@ def staged_dir(target: Path) -> Iterator[Path]:
         os.close(fd)
     if previous is not None:
         _remove(previous)
-
-
-@contextmanager
-def staged_file(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` (same suffix) that is renamed onto it on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_up_after_killed_runs(target)
-    staging, fd = _claimed(lambda: _new_staging_file(target))
-    try:
-        try:
-            yield staging
-            _fsync(staging)
-        except BaseException:
-            staging.unlink(missing_ok=True)
-            raise
-        os.replace(staging, target)
-        _fsync(target.parent)
-    finally:
-        os.close(fd)
 
 
 def write_text_atomic(target: Path, text: str) -> None:

@@ -1,6 +1,7 @@
-"""How the train stage fits: one `model.fit()` over a seeded batch order, with callbacks
-that log each epoch live, checkpoint it, and (when asked) schedule the learning rate and
-stop early, every one of them resumable.
+"""How the train stage trains: the model built and compiled (or resumed from a
+checkpoint), then one `model.fit()` over a seeded batch order, with callbacks that log
+each epoch live, checkpoint it, and (when asked) schedule the learning rate and stop
+early, every one of them resumable.
 
 Importing this module imports Keras: the train stage chooses the backend first.
 """
@@ -8,13 +9,17 @@ Importing this module imports Keras: the train stage chooses the backend first.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.checkpoint import (
     ArraySpec,
     CallbackLayout,
@@ -23,13 +28,25 @@ from mnist_pipeline.checkpoint import (
     CheckpointStore,
     Layout,
 )
+from mnist_pipeline.distribution import distribution_scope
 from mnist_pipeline.mnist import NUM_CLASSES
-from mnist_pipeline.model import keras
+from mnist_pipeline.model import build_model, precision_note, set_precision
 from mnist_pipeline.paths import TRAINING_LOG_DIR
 from mnist_pipeline.stage import StageError
 
+keras = import_keras()  # on the backend the train stage chose
+
 if TYPE_CHECKING:
-    from mnist_pipeline.params import TrainParams
+    from mnist_pipeline.params import Params, TrainParams
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and the backend; make TensorFlow's ops deterministic if asked."""
+    keras.utils.set_random_seed(seed)
+    if deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
@@ -195,6 +212,38 @@ def compile_model(model: keras.Model, params: TrainParams, batches_per_epoch: in
     model.optimizer.build(model.trainable_variables)
 
 
+def compiled_model(params: Params, train_count: int) -> keras.Model:
+    """The CNN in the run's precision, compiled, its optimizer's variables built."""
+    note = precision_note(params.train.precision)
+    if note:
+        print(f"train: {note}")
+    set_precision(params.train.precision)
+    model = build_model(params.model, params.seed)
+    compile_model(model, params.train, steps_per_epoch(train_count, params.train.batch_size))
+    return model
+
+
+def build_or_resume(
+    params: Params, train_count: int, store: CheckpointStore | None
+) -> tuple[keras.Model, Checkpoint | None]:
+    """The compiled model, placed as train.distribution says, and the checkpoint in
+    `store` it was restored from (None: a fresh model, its summary printed)."""
+    with distribution_scope(params.train.distribution):
+        model = compiled_model(params, train_count)
+        resumed, note = store.load(checkpoint_layout(model, params.train)) if store else (None, "")
+        if note:
+            print(f"train: {note}")
+        if resumed is None:
+            model.summary()
+        else:
+            print(
+                f"train: resuming after epoch {resumed.epochs_done} of {params.train.epochs} "
+                f"(checkpoint in {store.folder})"
+            )
+            restore(model, resumed)
+    return model, resumed
+
+
 def targets(labels: np.ndarray, params: TrainParams) -> np.ndarray:
     """The labels as the loss takes them: digits, or one-hot rows with label smoothing."""
     if params.label_smoothing:
@@ -309,6 +358,18 @@ def restore(model: keras.Model, resumed: Checkpoint) -> None:
         variable.assign(value)
     for variable, value in zip(model.optimizer.variables, resumed.optimizer_variables, strict=True):
         variable.assign(value)
+
+
+@contextmanager
+def fresh_training_log() -> Iterator[None]:
+    """Start the training log afresh (a resumed run replays its epochs into it), and
+    leave none where the block fails or is interrupted: the checkpoint keeps that run."""
+    shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)
+        raise
 
 
 def fit(

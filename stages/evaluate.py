@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_fscore_support
 
 from mnist_pipeline.arrays import load_split
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.figures import save_digit_grid
 from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.paths import (
@@ -73,9 +74,10 @@ def save_misclassified_grid(
 
 
 def main() -> None:
-    images, labels = load_split("test")
-    from mnist_pipeline.model import keras, load_model  # keras with its backend chosen
+    keras = import_keras()  # TensorFlow, unless KERAS_BACKEND names another backend
+    from mnist_pipeline.model import load_model  # builds on the Keras just imported
 
+    images, labels = load_split("test")
     model = load_model(MODEL_FILE)
     print(f"evaluate: scoring {MODEL_FILE} on {len(labels):,} test images", flush=True)
     probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)

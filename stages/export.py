@@ -1,4 +1,4 @@
-"""Stage 4, export: the trained model in the formats serving systems load.
+"""Stage 5, export: the trained model in the formats serving systems load.
 
 Reads:  models/model.keras; data/processed/val_images.npy (to check the copies; never
         the test set).
@@ -14,16 +14,15 @@ otherwise nothing is written. Export always runs on TensorFlow, whichever backen
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 # Import this project's own mnist_pipeline (the folder above this script), never an
 # installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ["KERAS_BACKEND"] = "tensorflow"  # SavedModel and tf2onnx need TensorFlow's graph
 
 from mnist_pipeline.arrays import load_split
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.export import (
     MODEL_VERSION,
     disagreement,
@@ -33,7 +32,6 @@ from mnist_pipeline.export import (
     write_onnx,
     write_saved_model,
 )
-from mnist_pipeline.model import load_model
 from mnist_pipeline.paths import MODEL_FILE, ONNX_FILE, SAVED_MODEL_DIR
 from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
 
@@ -46,6 +44,9 @@ def check(name: str, predict, expected, images) -> None:
 
 
 def main() -> None:
+    import_keras("tensorflow", chosen_by="export's backend")  # SavedModel, tf2onnx: TF graphs
+    from mnist_pipeline.model import load_model  # builds on the Keras just imported
+
     model = load_model(MODEL_FILE)
     images, _ = load_split("val")
     expected = in_batches(lambda batch: model.predict(batch, verbose=0), images)

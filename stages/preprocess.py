@@ -60,7 +60,7 @@ def split_indices(
     return train, val
 
 
-def describe(images: np.ndarray, labels: np.ndarray) -> dict:
+def split_stats(images: np.ndarray, labels: np.ndarray) -> dict:
     """Counts per class and the pixel mean/std after /255, in exact integer sums."""
     pixels = images.reshape(-1)
     total = float(pixels.sum(dtype=np.uint64))
@@ -96,10 +96,14 @@ def main() -> None:
         for split, (split_images, split_labels) in splits.items():
             save_split(staging, split, split_images, split_labels)
 
-    stats = {split: describe(*arrays) for split, arrays in splits.items()}
+    stats = {split: split_stats(*arrays) for split, arrays in splits.items()}
     write_text_atomic(DATASET_STATS_FILE, json.dumps(stats, indent=2) + "\n")
-    sample_images, sample_labels = splits["train"][0][:SAMPLE_COUNT], splits["train"][1]
-    save_digit_grid(sample_images, [f"label {y}" for y in sample_labels], SAMPLE_GRID_FILE)
+    train_images, train_labels = splits["train"]
+    save_digit_grid(
+        train_images[:SAMPLE_COUNT],
+        [f"label {label}" for label in train_labels[:SAMPLE_COUNT]],
+        SAMPLE_GRID_FILE,
+    )
     for split, (_, split_labels) in splits.items():
         print(f"preprocess: {split}: {len(split_labels):,} images")
 

@@ -1,0 +1,69 @@
+"""Keras, on the backend the run chose, imported quietly: the one place the project
+imports Keras.
+
+A process picks its backend once, before Keras is first imported (Keras reads it then):
+each stage that needs Keras calls `import_keras()` first thing, train with the param
+train.backend, export with "tensorflow"; the modules that build, train or load models
+then take Keras from here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+from mnist_pipeline.stage import StageError
+
+DEFAULT_BACKEND = "tensorflow"  # unless KERAS_BACKEND or the caller says otherwise
+
+# Whether the user asked to see TensorFlow's native logging; read before Keras is
+# imported, as importing it sets TF_CPP_MIN_LOG_LEVEL itself.
+_NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+
+
+def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:
+    """Keras, on `backend` (None: the one already imported, else KERAS_BACKEND, else
+    TensorFlow). A backend that is not installed, or another than the one Keras was
+    already imported on, is a StageError naming `chosen_by` (what set it)."""
+    imported = sys.modules.get("keras")
+    if imported is not None:
+        current = imported.backend.backend()
+        if backend not in (None, current):
+            raise StageError(f"{chosen_by} = {backend!r}, but Keras already runs on {current}")
+        return imported
+    backend = backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    if importlib.util.find_spec(backend) is None:
+        raise StageError(
+            f"{chosen_by} = {backend!r}, but {backend} is not installed (pip install {backend})"
+        )
+    os.environ["KERAS_BACKEND"] = backend
+    # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
+    # they are hidden unless the user set that variable, e.g. TF_CPP_MIN_LOG_LEVEL=0.
+    with native_stderr_silenced():
+        import keras
+
+        keras.ops.zeros(1)  # the first op probes the devices, which prints more notes
+    return keras
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code (TensorFlow's start-up and graph notes) writes to stderr to
+    /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL (e.g. 0) to see it. Python's own
+    errors still show."""
+    if _NATIVE_LOGS_WANTED:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
