@@ -3,12 +3,22 @@ block of bench/run.py and bench/levers.py (TensorFlow's settings are per process
 
     python bench/epoch_worker.py '{"path": "seed", "epochs": 2}'
 
-path "seed": the seed tutorial's code as written: float64 arrays (pixels / 255) straight
-into model.fit with Keras's own shuffling ("input": "float32" for the float32 lever).
-path "ours": the train stage's way: uint8 arrays, the 1/255 inside the model, one fit()
-over EpochBatches (a seeded permutation per epoch). Other levers: batch_size, bf16, deterministic, threads.
-Prints one JSON line: per-epoch wall and CPU seconds after the first epoch, and the
-test accuracy at the end.
+Run from a project root: it trains on that project's data/processed with its params.yaml.
+
+path "ours": the train stage's own code, called (bench/measure.py's
+`train_as_the_stage_does`): its seeding, its model compiled in its precision, one fit()
+over its EpochBatches, with params.yaml's settings but for the levers below.
+path "seed": the seed tutorial's code as written (`seed_tutorial_reference`), the
+reference ours is measured against: float64 arrays (pixels / 255) straight into
+model.fit with Keras's own shuffling, in the same process settings (seed, op
+determinism, precision) as ours.
+
+The levers, each defaulting to params.yaml's value: batch_size, bf16 (train.precision
+mixed_bfloat16), deterministic, seed; and epochs (default 2), threads (TensorFlow's
+intra-op threads, with 1 inter-op; default 0: TensorFlow's choice), input (the seed
+path's array dtype: "uint8" leaves NumPy's float64, "float32" converts).
+Prints one JSON line: the config, per-epoch wall and CPU seconds after the first epoch,
+the first epoch's apart, and the test accuracy and inference time at the end.
 """
 
 from __future__ import annotations
@@ -18,35 +28,80 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this project's package
 
-config = {"path": "ours", "epochs": 2, "batch_size": 128, "input": "uint8", "bf16": False}
-config |= {"deterministic": True, "threads": 0, "seed": 42}
-config |= json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-if config["threads"]:
+from mnist_pipeline.params import Params, read_params_file, validate_params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+STAGE_SECTIONS = ("seed", "model", "train")  # what the train stage reads
+
+
+def configured(given: dict) -> tuple[dict, Params]:
+    """The full config (`given` over the defaults) and the params it trains with:
+    params.yaml's, with the config's levers put in."""
+    raw = read_params_file()
+    train = raw["train"]
+    config = {
+        "path": "ours",
+        "epochs": 2,
+        "batch_size": train["batch_size"],
+        "input": "uint8",
+        "bf16": train["precision"] == "mixed_bfloat16",
+        "deterministic": train["deterministic"],
+        "threads": 0,
+        "seed": raw["seed"],
+    }
+    unknown = sorted(set(given) - set(config))
+    if unknown:
+        raise SystemExit(f"epoch_worker: unknown keys {unknown}; known: {list(config)}")
+    if given.get("path", "ours") not in ("ours", "seed"):
+        raise SystemExit(f'epoch_worker: path {given["path"]!r}: use "ours" or "seed"')
+    config |= given
+    raw["seed"] = config["seed"]
+    train |= {"epochs": config["epochs"], "batch_size": config["batch_size"]}
+    train["deterministic"] = config["deterministic"]
+    if config["bf16"] != (train["precision"] == "mixed_bfloat16"):
+        train["precision"] = "mixed_bfloat16" if config["bf16"] else "float32"
+    return config, validate_params(raw, STAGE_SECTIONS, "params.yaml with the worker's levers")
+
+
+config, params = configured(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})
+if config["threads"]:  # read when TensorFlow starts
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(config["threads"])
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
+from mnist_pipeline.backend import import_keras  # noqa: E402
+
+keras = import_keras(params.train.backend, chosen_by="train.backend")
+
+from bench.measure import EpochTimes, epoch_timer, train_as_the_stage_does  # noqa: E402
 from mnist_pipeline.arrays import load_split  # noqa: E402
-from mnist_pipeline.model import build_model, keras, set_precision  # noqa: E402
-from mnist_pipeline.params import load_params  # noqa: E402
-from mnist_pipeline.training import EpochBatches  # noqa: E402
+from mnist_pipeline.model import set_precision  # noqa: E402
+from mnist_pipeline.training import seed_everything  # noqa: E402
 
-keras.utils.set_random_seed(config["seed"])
-if config["deterministic"]:
-    import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
-if config["bf16"]:  # train.precision: mixed_bfloat16, as the train stage sets it
-    set_precision("mixed_bfloat16")
+def seed_tutorial_reference(
+    train: tuple[np.ndarray, np.ndarray],
+    test_images: np.ndarray,
+    batch_size: int,
+    epochs: int,
+    input_dtype: str,
+    callbacks: list[keras.callbacks.Callback],
+) -> tuple[keras.Model, np.ndarray]:
+    """THE SEED TUTORIAL'S CODE, AS WRITTEN: the reference that our code path is measured
+    against, and so deliberately not the product's code. Pixels / 255 in NumPy's float64
+    (or `input_dtype` float32), its Conv32-Conv64-Pool-Dense128 CNN, Adam, and
+    `model.fit` on the arrays with Keras's own shuffling.
 
-x_train, y_train = load_split("train")
-x_test, y_test = load_split("test")
-layers = keras.layers
-if config["path"] == "seed":  # the tutorial's model and data, verbatim in spirit
-    dtype = "float64" if config["input"] == "uint8" else config["input"]  # NumPy's default
-    x_train, x_test = (x_train / 255.0).astype(dtype), (x_test / 255.0).astype(dtype)
+    Returns the trained model and the test images as it takes them."""
+    dtype = "float64" if input_dtype == "uint8" else input_dtype  # NumPy's default
+    x_train, y_train = train
+    x_train, x_test = (x_train / 255.0).astype(dtype), (test_images / 255.0).astype(dtype)
+    layers = keras.layers
     model = keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -60,58 +115,48 @@ if config["path"] == "seed":  # the tutorial's model and data, verbatim in spiri
             layers.Dense(10, activation="softmax"),
         ]
     )
-else:
-    params = load_params("seed", "model")
-    model = build_model(params.model, params.seed)  # uint8 in, 1/255 inside the model
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-
-times = []
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.started = time.perf_counter(), time.process_time()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        wall, cpu = self.started
-        times.append((time.perf_counter() - wall, time.process_time() - cpu))
-
-
-if config["path"] == "seed":
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(
-        x_train,
-        y_train,
-        batch_size=config["batch_size"],
-        epochs=config["epochs"],
-        verbose=0,
-        callbacks=[EpochTimer()],
+        x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks
     )
-else:
-    batches = EpochBatches(
-        x_train, y_train, config["batch_size"], config["seed"], 0, config["epochs"]
+    return model, x_test
+
+
+def main() -> None:
+    train, (test_images, test_labels) = load_split("train"), load_split("test")
+    if config["path"] == "seed":
+        # The process set up as the train stage sets it up: only the code paths differ.
+        seed_everything(params.seed, params.train.deterministic)
+        set_precision(params.train.precision)
+        times: EpochTimes = []
+        model, test_images = seed_tutorial_reference(
+            train,
+            test_images,
+            config["batch_size"],
+            config["epochs"],
+            config["input"],
+            [epoch_timer(times)],
+        )
+    else:
+        model, times = train_as_the_stage_does(params, train)
+    start = time.perf_counter()
+    probabilities = model.predict(test_images, batch_size=1000, verbose=0)
+    predict_s = time.perf_counter() - start
+    accuracy = float((probabilities.argmax(axis=1) == test_labels).mean())
+    print(
+        json.dumps(
+            {
+                "config": config,
+                "epochs": times[1:],
+                "first_epoch": times[0],
+                "test_accuracy": accuracy,
+                "train_images": len(train[1]),
+                "predict_s": predict_s,
+                "test_images": len(test_labels),
+            }
+        )
     )
-    model.fit(
-        batches,
-        epochs=config["epochs"],
-        steps_per_epoch=batches.batches_per_epoch,
-        shuffle=False,
-        verbose=0,
-        callbacks=[EpochTimer()],
-    )
-start = time.perf_counter()
-probabilities = model.predict(x_test, batch_size=1000, verbose=0)
-predict_s = time.perf_counter() - start
-accuracy = float((probabilities.argmax(axis=1) == y_test).mean())
-print(
-    json.dumps(
-        {
-            "config": config,
-            "epochs": times[1:],
-            "first_epoch": times[0],
-            "test_accuracy": accuracy,
-            "train_images": len(y_train),
-            "predict_s": predict_s,
-            "test_images": len(y_test),
-        }
-    )
-)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,9 +2,11 @@
 
     KERAS_BACKEND=jax python bench/gpu.py DATA.npz [--runs NAME[:SEED][+KEY=VALUE...] ...]
 
-For machines without TensorFlow or DVC (a lent GPU machine has JAX): it fits the models of
-params.yaml and the presets with this project's `build_model`, `compile_model` and
-`EpochBatches`, on the same splits the preprocess stage writes (DATA.npz holds them:
+For machines without TensorFlow or DVC (a lent GPU machine has JAX): it trains the models
+of params.yaml and the presets as the train stage does, its own code called (bench/
+measure.py's `train_as_the_stage_does`: `seed_everything`, `compiled_model`, one fit()
+over `EpochBatches`; validation in batches of 2,000), on the same splits the preprocess
+stage writes (DATA.npz holds them:
 train_images, train_labels, val_images, val_labels, test_images, test_labels), and prints
 one JSON line per run: each epoch's seconds (the first, which compiles, apart), the
 validation accuracy after each epoch, the test accuracy at the end, and the training
@@ -20,8 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -31,6 +33,9 @@ from ruamel.yaml import YAML
 from mnist_pipeline.params import SECTIONS, Params, validate_params
 from mnist_pipeline.paths import PARAMS_FILE
 from mnist_pipeline.presets import applied
+
+if TYPE_CHECKING:
+    import keras
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.990
@@ -60,42 +65,25 @@ def run_params(spec: str) -> Params:
 
 
 def fit_once(spec: str, data: dict[str, np.ndarray]) -> dict:
-    from mnist_pipeline import training
-    from mnist_pipeline.model import build_model, keras, set_precision
+    from bench.measure import train_as_the_stage_does
 
     params = run_params(spec)
-    keras.utils.set_random_seed(params.seed)
-    set_precision(params.train.precision)
-    model = build_model(params.model, params.seed)
-    steps = training.steps_per_epoch(len(data["train_labels"]), params.train.batch_size)
-    training.compile_model(model, params.train, steps)
-    labels = training.targets(data["train_labels"], params.train)
-    batches = training.EpochBatches(
-        data["train_images"], labels, params.train.batch_size, params.seed, 0, params.train.epochs
-    )
     record: dict = {"run": spec, "epoch_s": [], "val_accuracy": [], "test_accuracy": []}
 
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.started = time.perf_counter()
+    def after_epoch(model: keras.Model, logs: dict) -> None:
+        record["val_accuracy"].append(float(logs["val_accuracy"]))
+        probabilities = model.predict(data["test_images"], batch_size=2000, verbose=0)
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == data["test_labels"]))
+        record["test_accuracy"].append(accuracy)
 
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            record["epoch_s"].append(time.perf_counter() - self.started)
-            record["val_accuracy"].append(float(logs["val_accuracy"]))
-            probabilities = self.model.predict(data["test_images"], batch_size=2000, verbose=0)
-            accuracy = float(np.mean(probabilities.argmax(axis=1) == data["test_labels"]))
-            record["test_accuracy"].append(accuracy)
-
-    model.fit(
-        batches,
-        epochs=params.train.epochs,
-        steps_per_epoch=steps,
-        shuffle=False,
-        validation_data=(data["val_images"], training.targets(data["val_labels"], params.train)),
-        validation_batch_size=2000,
-        callbacks=[Timer()],
-        verbose=0,
+    _, times = train_as_the_stage_does(
+        params,
+        (data["train_images"], data["train_labels"]),
+        (data["val_images"], data["val_labels"]),
+        validation_batch_size=2000,  # as in the committed figures; the stage uses batch_size
+        after_epoch=after_epoch,
     )
+    record["epoch_s"] = [wall for wall, _ in times]
     epochs = record["epoch_s"]
     reached = next((i for i, a in enumerate(record["test_accuracy"]) if a >= TARGET), None)
     record["first_epoch_s"] = epochs[0]
@@ -119,8 +107,9 @@ def main() -> None:
         run_params(spec)  # a bad spec fails before any training
     with np.load(args.data) as archive:
         data = {name: archive[name] for name in archive.files}
-    from mnist_pipeline.model import keras
+    from mnist_pipeline.backend import import_keras
 
+    keras = import_keras()  # KERAS_BACKEND's (a lent GPU machine has JAX alone)
     devices = keras.distribution.list_devices()
     print(json.dumps({"backend": keras.backend.backend(), "devices": devices}), flush=True)
     for spec in args.runs:

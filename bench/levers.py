@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-WORKER = Path(__file__).with_name("epoch_worker.py")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
+
+from bench.measure import interleaved_runs, medians
+
 LEVERS = {
     "seed code path (float64 arrays)": {"path": "seed"},
     "seed code path, float32 arrays": {"path": "seed", "input": "float32"},
@@ -31,16 +32,6 @@ LEVERS = {
 }
 
 
-def run_worker(config: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(WORKER), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -48,24 +39,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     args = parser.parse_args()
     baseline = next(iter(LEVERS))
-    chosen = [
-        name
-        for name in LEVERS
+    chosen = {
+        name: config
+        for name, config in LEVERS.items()
         if name == baseline or not args.only or any(word in name for word in args.only)
-    ]
-    runs: dict[str, list[dict]] = {name: [] for name in chosen}
-    for round_number in range(args.rounds):
-        order = chosen if round_number % 2 == 0 else list(reversed(chosen))
-        for name in order:
-            runs[name].append(run_worker(LEVERS[name]))
-            print(f"round {round_number + 1}: {name} done", file=sys.stderr, flush=True)
-    base = statistics.median(e[1] for r in runs[baseline] for e in r["epochs"])
+    }
+    runs = interleaved_runs(chosen, args.rounds)
+    base = medians(runs[baseline])["cpu_s"]
     print(f"{'lever':42} {'CPU s/epoch':>11} {'ratio':>6} {'wall s':>7} {'test acc':>8}")
     summary = {}
     for name, results in runs.items():
-        cpu = statistics.median(e[1] for r in results for e in r["epochs"])
-        wall = statistics.median(e[0] for r in results for e in r["epochs"])
-        accuracy = statistics.median(r["test_accuracy"] for r in results)
+        figures = medians(results)
+        cpu, wall, accuracy = figures["cpu_s"], figures["wall_s"], figures["test_accuracy"]
         summary[name] = {
             "cpu_s": cpu,
             "wall_s": wall,

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
 
+from bench.measure import epoch_seconds, interleaved_runs, medians, run_metrics
 from tests.project import copy_project, set_params
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).with_name("epoch_worker.py")
+STAGES = ("fetch", "preprocess", "train", "evaluate", "export")  # dvc.yaml's, in order
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -55,14 +55,12 @@ def ran(output: str) -> list[str]:
 
 def pipeline_figures(root: Path) -> dict:
     figures: dict = {}
-    for stage in ("fetch", "preprocess", "train", "evaluate"):
+    for stage in STAGES:
         wall, peak, output = timed(["dvc", "repro", "--single-item", stage], root)
         figures[stage] = {"wall_s": wall, "peak_rss_gb": peak}
         if stage == "train":
-            epochs = [float(s) for s in re.findall(r"train: epoch \d+/\d+ - ([\d.]+) s", output)]
-            figures[stage]["epoch_s"] = epochs
-        if stage == "evaluate":
-            figures["test_accuracy"] = float(re.search(r"test accuracy ([\d.]+)", output).group(1))
+            figures[stage]["epoch_s"] = epoch_seconds(output)
+    figures["test_accuracy"] = run_metrics(root)["test"]["accuracy"]
     figures["noop_repro_s"] = timed(["dvc", "repro"], root)[0]
 
     script = root / "stages/evaluate.py"
@@ -81,21 +79,15 @@ def pipeline_figures(root: Path) -> dict:
 
 
 def epoch_figures(root: Path, rounds: int) -> dict:
-    runs: dict[str, list[dict]] = {"seed": [], "ours": []}
-    for round_number in range(rounds):
-        for path in ("seed", "ours") if round_number % 2 == 0 else ("ours", "seed"):
-            output = timed([sys.executable, str(WORKER), json.dumps({"path": path})], root)[2]
-            runs[path].append(json.loads(output.strip().splitlines()[-1]))
+    runs = interleaved_runs({"seed": {"path": "seed"}, "ours": {"path": "ours"}}, rounds, root)
     figures = {}
     for path, results in runs.items():
-        wall = statistics.median(e[0] for r in results for e in r["epochs"])
+        summary = medians(results)
         figures[path] = {
-            "epoch_wall_s": wall,
-            "epoch_cpu_s": statistics.median(e[1] for r in results for e in r["epochs"]),
-            "train_images_per_s": results[0]["train_images"] / wall,
-            "predict_images_per_s": statistics.median(
-                r["test_images"] / r["predict_s"] for r in results
-            ),
+            "epoch_wall_s": summary["wall_s"],
+            "epoch_cpu_s": summary["cpu_s"],
+            "train_images_per_s": summary["train_images_per_s"],
+            "predict_images_per_s": summary["predict_images_per_s"],
         }
     for key in ("epoch_wall_s", "epoch_cpu_s"):
         figures[f"ratio_{key}"] = figures["ours"][key] / figures["seed"][key]
@@ -107,13 +99,12 @@ def fast_preset_figures(root: Path) -> dict:
     fetch and preprocess already done (cached)."""
     command = [str(Path(sys.executable).parent / "mnist-pipeline"), "preset", "presets/fast.yaml"]
     wall, _, output = timed(command, root)
-    epochs = [float(s) for s in re.findall(r"train: epoch \d+/\d+ - ([\d.]+) s", output)]
-    accuracy = float(re.search(r"test accuracy ([\d.]+)", output).group(1))
+    epochs = epoch_seconds(output)
     return {
         "exp_run_wall_s": wall,
         "epoch_s": epochs,
         "training_s": sum(epochs),
-        "test_accuracy": accuracy,
+        "test_accuracy": run_metrics(root)["test"]["accuracy"],  # the experiment's outputs
     }
 
 
@@ -143,6 +134,12 @@ def report(f: dict) -> None:
             f"{p['evaluate']['wall_s']:.1f} s",
             f"{p['evaluate']['peak_rss_gb']:.2f} GB",
             "<= 10 s",
+        ),
+        (
+            "export (SavedModel, ONNX)",
+            f"{p['export']['wall_s']:.1f} s",
+            f"{p['export']['peak_rss_gb']:.2f} GB",
+            "",
         ),
         ("dvc repro, nothing changed", f"{p['noop_repro_s']:.1f} s", "", "<= 3 s"),
         (

@@ -20,7 +20,6 @@ JSON to bench/results/serve.json (or --json).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -32,12 +31,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
+
+from tests.project import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"p50_ms": 20.0, "predictions_per_s": 300.0}
@@ -149,23 +151,6 @@ def page_timing(url: str, strokes: int) -> dict | None:
     }
 
 
-@contextlib.contextmanager
-def server(*options: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`mnist-pipeline serve --port 0 OPTIONS` in the project: (its URL, its process)."""
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mnist-pipeline"), "serve", "--port", "0", *options],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-        yield re.search(r" at (http://\S+?)/v1/", line).group(1), process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=10_000)
@@ -177,17 +162,17 @@ def main() -> None:
     bodies = [
         json.dumps({"instances": test_images[i : i + 1].tolist()}).encode() for i in range(100)
     ]
-    with server() as (url, process):
-        address = (urlsplit(url).hostname, urlsplit(url).port)
+    with serving(ROOT) as server:
+        address = (urlsplit(server.url).hostname, urlsplit(server.url).port)
         single = latency(address, bodies[0], 1000)
-        memory = [rss_mib(process.pid)]
+        memory = [rss_mib(server.process.pid)]
         loads = []
         for _ in range(2):
             loads.append(throughput(address, bodies, args.clients, args.requests))
-            memory.append(rss_mib(process.pid))
-        page = page_timing(url, PAGE_STROKES)
-    with server("--max-batch", "1") as (url, _):  # batching off, for comparison
-        address = (urlsplit(url).hostname, urlsplit(url).port)
+            memory.append(rss_mib(server.process.pid))
+        page = page_timing(server.url, PAGE_STROKES)
+    with serving(ROOT, "--max-batch", "1") as server:  # batching off, for comparison
+        address = (urlsplit(server.url).hostname, urlsplit(server.url).port)
         unbatched = throughput(address, bodies, args.clients, args.requests)
 
     results = {

@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import epoch_seconds
 from tests.project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCH_LINE = re.compile(r"train: epoch \d+/\d+ - ([\d.]+) s")
 
 
 def run(command: list[str], cwd: Path) -> str:
@@ -85,8 +85,7 @@ def results(root: Path) -> list[dict]:
             continue
         if row.get("State") not in (None, "Success"):
             raise SystemExit(f"bench: experiment {row['Experiment']} ended {row['State']}")
-        log = run(["dvc", "queue", "logs", row["Experiment"]], root)
-        epochs = [float(s) for s in EPOCH_LINE.findall(log)]
+        epochs = epoch_seconds(run(["dvc", "queue", "logs", row["Experiment"]], root))
         rows.append(
             {
                 "experiment": row["Experiment"],

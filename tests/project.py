@@ -1,11 +1,18 @@
 """Tooling for whole copies of the project, shared by the tests and the benchmark (bench/):
-copy its source into a fresh git repository, and change params.yaml there."""
+copy its source into a fresh git repository, change params.yaml there, and serve its
+model with `mnist-pipeline serve`."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import re
 import shutil
 import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from dvc.utils.serialize import modify_yaml
@@ -45,3 +52,63 @@ def set_params(root: Path, changes: dict) -> None:
                 params[key].update(value)
             else:
                 params[key] = value
+
+
+COMMAND = str(Path(sys.executable).parent / "mnist-pipeline")  # the installed console script
+# What `mnist-pipeline serve` prints once it listens:
+# `serving models/saved_model/1 as 'mnist' at http://HOST:PORT/v1/models/mnist; ...`
+SERVING_LINE = re.compile(r"^serving .* at (http://\S+?)/v1/models/")
+
+
+@dataclasses.dataclass
+class Served:
+    """A running `mnist-pipeline serve`: its base URL (http://HOST:PORT), its process, and
+    every line it has printed so far (stdout and stderr, the serving line among them)."""
+
+    url: str
+    process: subprocess.Popen
+    output: list[str]
+
+
+@contextlib.contextmanager
+def serving(root: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """`mnist-pipeline serve --port 0 OPTIONS` run in the project at `root` (with `env`;
+    None: this process's environment), on a free port: its URL, read from the line it
+    prints once it listens, and what it prints, collected as it comes (so it never
+    blocks on a full pipe). Stopped at the end of the block. A server that exits before
+    that line raises RuntimeError, with all it printed."""
+    process = subprocess.Popen(
+        [COMMAND, "serve", "--port", "0", *options],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    collector = threading.Thread(target=output.extend, args=(process.stdout,), daemon=True)
+    try:
+        for line in process.stdout:
+            output.append(line)
+            listening = SERVING_LINE.match(line)
+            if listening:
+                break
+        else:
+            process.wait()
+            raise RuntimeError(
+                f"mnist-pipeline serve exited ({process.returncode}) before serving:\n"
+                + "".join(output)
+            )
+        collector.start()
+        yield Served(listening.group(1), process, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if collector.is_alive():
+            collector.join(timeout=10)
+        process.stdout.close()

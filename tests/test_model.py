@@ -4,6 +4,8 @@ and loading a damaged model file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,23 +17,15 @@ from mnist_pipeline.model import (
     precision_note,
     set_precision,
 )
-from mnist_pipeline.params import AugmentParams, ModelParams
+from mnist_pipeline.params import AugmentParams, read_params_file, validate_params
+from mnist_pipeline.paths import PARAMS_FILE
 from mnist_pipeline.stage import StageError
 
-NO_AUGMENTATION = AugmentParams(rotation=0.0, zoom=0.0, shift=0.0)
-SEED_MODEL = ModelParams(
-    conv_blocks=[[32, 64]],
-    kernel_size=3,
-    downsample="max_pool",
-    pool_size=2,
-    block_dropout=[0.25],
-    batch_norm=False,
-    dense_units=128,
-    dense_dropout=0.5,
-    augment=NO_AUGMENTATION,
-)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# params.yaml's model section: the defaults, which give the seed tutorial's CNN.
+DEFAULT_MODEL = validate_params(read_params_file(PROJECT_ROOT / PARAMS_FILE), ("model",)).model
 # Chris Deotte's single CNN (presets/accurate.yaml's architecture).
-DEOTTE_MODEL = SEED_MODEL.model_copy(
+DEOTTE_MODEL = DEFAULT_MODEL.model_copy(
     update={
         "conv_blocks": [[32, 32], [64, 64]],
         "downsample": "strided_conv",
@@ -41,25 +35,39 @@ DEOTTE_MODEL = SEED_MODEL.model_copy(
     }
 )
 
+# The seed tutorial's Conv32-Conv64-Pool-Dense128 as data, layer by layer (after our
+# Rescaling, which scales the raw pixels as the tutorial scaled its arrays): the layer,
+# its output shape, its weights (1,199,882 in all), its activation or dropout rate.
+SEED_CNN = [
+    ("Rescaling", (28, 28, 1), 0, None),
+    ("Conv2D", (26, 26, 32), 3 * 3 * 1 * 32 + 32, "relu"),
+    ("Conv2D", (24, 24, 64), 3 * 3 * 32 * 64 + 64, "relu"),
+    ("MaxPooling2D", (12, 12, 64), 0, None),
+    ("Dropout", (12, 12, 64), 0, 0.25),
+    ("Flatten", (9216,), 0, None),
+    ("Dense", (128,), 9216 * 128 + 128, "relu"),
+    ("Dropout", (128,), 0, 0.5),
+    ("Dense", (10,), 128 * 10 + 10, "softmax"),
+]
+
+
+def described(layer: keras.layers.Layer) -> tuple:
+    """A layer as SEED_CNN states one."""
+    activation = getattr(layer, "activation", None)
+    setting = activation.__name__ if activation else getattr(layer, "rate", None)
+    return type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params(), setting
+
 
 def test_default_model_is_the_seed_cnn_with_1199882_parameters():
-    model = build_model(SEED_MODEL)
-    assert model.count_params() == 1_199_882
+    model = build_model(DEFAULT_MODEL)
+    assert [described(layer) for layer in model.layers] == SEED_CNN
+    assert sum(weights for _, _, weights, _ in SEED_CNN) == model.count_params() == 1_199_882
     assert model.input_shape == (None, 28, 28, 1)
-    assert model.output_shape == (None, 10)
-    kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == [
-        "Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense",
-    ]  # fmt: skip
-    assert [layer.output.shape[1:] for layer in model.layers[1:4]] == [
-        (26, 26, 32),
-        (24, 24, 64),
-        (12, 12, 64),
-    ]
+    assert model.layers[0].input.dtype == "uint8"  # raw pixels in
 
 
 def test_model_params_change_the_architecture():
-    params = SEED_MODEL.model_copy(
+    params = DEFAULT_MODEL.model_copy(
         update={"conv_blocks": [[16, 32, 32]], "kernel_size": 5, "dense_units": 64}
     )
     model = build_model(params)
@@ -71,7 +79,7 @@ def test_model_params_change_the_architecture():
 
 
 def test_model_takes_raw_uint8_pixels_and_returns_probabilities():
-    model = build_model(SEED_MODEL)
+    model = build_model(DEFAULT_MODEL)
     images = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28, 1), dtype=np.uint8)
     probabilities = model.predict(images, verbose=0)
     assert probabilities.shape == (4, 10)
@@ -82,7 +90,7 @@ def test_model_takes_raw_uint8_pixels_and_returns_probabilities():
 
 
 def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_path):
-    model = build_model(SEED_MODEL)
+    model = build_model(DEFAULT_MODEL)
     path = tmp_path / "model.keras"
     model.save(path)
     images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
@@ -103,7 +111,7 @@ def test_missing_model_says_to_run_train(tmp_path):
 
 
 def test_a_block_each_pools_its_own_maps():
-    params = SEED_MODEL.model_copy(
+    params = DEFAULT_MODEL.model_copy(
         update={"conv_blocks": [[32], [64]], "block_dropout": [0.1, 0.2]}
     )
     model = build_model(params)
@@ -139,7 +147,7 @@ def test_strided_convs_and_batch_norm_build_deottes_cnn():
 
 
 def test_augmentation_changes_training_images_only_and_is_seeded():
-    params = SEED_MODEL.model_copy(
+    params = DEFAULT_MODEL.model_copy(
         update={"augment": AugmentParams(rotation=10.0, zoom=0.1, shift=0.1)}
     )
     images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
@@ -156,7 +164,7 @@ def test_augmentation_changes_training_images_only_and_is_seeded():
     assert not np.array_equal(augmented(1), augmented(2))
     assert not np.allclose(augmented(1), images / 255)
     model = build_model(params)
-    plain = build_model(SEED_MODEL)
+    plain = build_model(DEFAULT_MODEL)
     weights = zip(model.weights, model.get_weights(), strict=True)
     plain.set_weights([value for v, value in weights if "seed_generator" not in v.path])
     np.testing.assert_allclose(
@@ -167,7 +175,7 @@ def test_augmentation_changes_training_images_only_and_is_seeded():
 def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_softmax():
     try:
         set_precision("mixed_bfloat16")
-        model = build_model(SEED_MODEL)
+        model = build_model(DEFAULT_MODEL)
     finally:
         set_precision("float32")
     assert model.layers[1].compute_dtype == "bfloat16"
