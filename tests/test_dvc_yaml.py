@@ -96,7 +96,9 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
     assert out_paths(PIPELINE["preprocess"]) == {
         str(paths.PROCESSED_DIR), str(paths.DATASET_STATS_FILE), str(paths.SAMPLE_GRID_FILE)
     }  # fmt: skip
-    assert out_paths(PIPELINE["train"]) == {str(paths.MODEL_FILE), str(paths.TRAINING_LOG_DIR)}
+    assert out_paths(PIPELINE["train"]) == {
+        str(paths.MODEL_FILE), str(paths.TRAINING_LOG_DIR / "metrics.json"), str(paths.TRAINING_LOG_DIR / "plots")
+    }  # fmt: skip
     assert out_paths(PIPELINE["evaluate"]) == {
         str(paths.METRICS_FILE), str(paths.PREDICTIONS_FILE), str(paths.MISCLASSIFIED_GRID_FILE)
     }  # fmt: skip
@@ -113,6 +115,13 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
 def test_test_metrics_are_committed_to_git_and_leave_the_run_cache_on():
     (metrics,) = PIPELINE["evaluate"]["metrics"]
     assert metrics == {str(paths.METRICS_FILE): {"cache": False}}  # persist: no run-cache
+
+
+def test_outputs_kept_in_git_are_metrics_or_plots_so_the_run_cache_saves_every_stage():
+    for name, stage in PIPELINE.items():
+        for entry in stage.get("outs", []):
+            path, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            assert options.get("cache", True), f"{name}: {path} is an uncached plain output"
 
 
 def is_stage_output(path: str) -> bool:
