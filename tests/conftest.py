@@ -1,4 +1,5 @@
-"""Fixtures: the real MNIST files (from MNIST_MIRROR) and HTTP mirrors on 127.0.0.1."""
+"""Fixtures: the real MNIST files (from MNIST_MIRROR), HTTP mirrors on 127.0.0.1, the
+trained project (read only) and fresh copies of it to change, and checkpoint stores."""
 
 from __future__ import annotations
 
@@ -10,31 +11,44 @@ from pathlib import Path
 import pytest
 
 from .helpers import (
-    COMMAND,
     SMALL,
     LoopbackMirror,
     ModelServer,
     copy_project,
     git,
-    in_background,
+    project_env,
     run_dvc,
     self_signed_certificate,
     set_params,
 )
+from .project import serving
+
+CHECKPOINTS = Path("mnist-dvc-pipeline") / "checkpoints"  # in the user's cache folder
 
 
 @pytest.fixture(scope="session", autouse=True)
-def checkpoint_store(tmp_path_factory) -> Iterator[Path]:
-    """The training checkpoints of this session's runs: in a cache folder of their own
-    (XDG_CACHE_HOME, which the stages and DVC inherit), never in the user's."""
+def session_cache(tmp_path_factory) -> Iterator[Path]:
+    """The user cache folder of this session's commands (XDG_CACHE_HOME, which the stages
+    and DVC inherit): so no run's checkpoints land in the user's own."""
     cache = tmp_path_factory.mktemp("user-cache")
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(cache)
-    yield cache / "mnist-dvc-pipeline" / "checkpoints"
+    yield cache
     if previous is None:
         del os.environ["XDG_CACHE_HOME"]
     else:
         os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture
+def checkpoint_store(tmp_path, monkeypatch) -> Path:
+    """The training checkpoint store of this test's commands, empty and its own (a user
+    cache folder for this test alone): no checkpoint another test left behind is found,
+    and none this test leaves is found by another."""
+    cache = tmp_path / "user-cache"
+    cache.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / CHECKPOINTS
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +91,7 @@ def tls_certificate(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_project(mnist_mirror, tmp_path_factory) -> Path:
     """A project copy with the whole pipeline run (small subset, 2 epochs) and committed.
-    Tests only read it, or work in clones of it."""
+    Tests only read it (and clone it); a test that changes a project takes trained_copy."""
     root = copy_project(tmp_path_factory.mktemp("trained") / "project")
     set_params(root, {**SMALL, "train": {"epochs": 2}})
     run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
@@ -86,18 +100,16 @@ def trained_project(mnist_mirror, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def trained_copy(trained_project, tmp_path_factory) -> Path:
-    """A copy of the trained project for one test module to change as it likes: its git
-    history, DVC cache, data and outputs."""
-    root = tmp_path_factory.mktemp("trained-copy") / "project"
-    shutil.copytree(trained_project, root, symlinks=True)
-    return root
+@pytest.fixture
+def trained_copy(trained_project, tmp_path) -> Path:
+    """A fresh copy of the trained project (its git history, DVC cache, data and
+    outputs) for this test alone to change as it likes."""
+    return shutil.copytree(trained_project, tmp_path / "trained-copy", symlinks=True)
 
 
 @pytest.fixture(scope="session")
 def model_server(trained_project) -> Iterator[ModelServer]:
     """`mnist-pipeline serve --port 0` running in the trained project (on a free port),
     with everything it prints collected; stopped at the end of the session."""
-    with in_background(trained_project, COMMAND, "serve", "--port", "0") as process:
-        yield ModelServer.started(process)
+    with serving(trained_project, env=project_env(trained_project)) as served:
+        yield ModelServer(served.url, served.output)

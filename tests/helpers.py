@@ -1,5 +1,6 @@
-"""Helpers for the tests: an HTTP mirror on 127.0.0.1, and copies of the project to run
-stages and DVC in."""
+"""Helpers for the tests: an HTTP mirror on 127.0.0.1, copies of the project to run
+stages and DVC in, and ways to run commands there and wait for them (DVC's experiment
+queue among them)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import runpy
+import shutil
 import signal
 import ssl
 import subprocess
@@ -22,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +32,9 @@ import pytest
 from mnist_pipeline import download
 
 from . import project as mnist_project
-from .project import set_params
+from .project import COMMAND, set_params
 
-__all__ = ["set_params"]  # re-exported for the tests
+__all__ = ["COMMAND", "set_params"]  # re-exported for the tests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # params for a quick run: 2,000 training and 1,000 validation images, one epoch
@@ -59,7 +61,9 @@ class MirrorHandler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         server = self.server
-        server.requests.append(self.path)
+        with server.requested:
+            server.requests.append(self.path)
+            server.requested.notify_all()
         mode = server.mode
         if mode == "auth":
             token = base64.b64encode(f"{MIRROR_USER}:{MIRROR_PASSWORD}".encode()).decode()
@@ -115,6 +119,7 @@ class LoopbackMirror:
         self.server.mode = mode
         self.server.stall_s = stall_s
         self.server.requests = []
+        self.server.requested = threading.Condition()  # notified at each request
         scheme = "http"
         if tls is not None:  # HTTPS, with the certificate and key in the PEM file `tls`
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -127,6 +132,15 @@ class LoopbackMirror:
     @property
     def requests(self) -> list[str]:
         return self.server.requests
+
+    def wait_for_requests(self, count: int = 1, timeout: float = 60) -> None:
+        """Block until the mirror has been asked for `count` files; fail the test if that
+        has not happened within `timeout` seconds."""
+        with self.server.requested:
+            arrived = self.server.requested.wait_for(
+                lambda: len(self.server.requests) >= count, timeout
+            )
+        assert arrived, f"{count} request(s) expected within {timeout} s; got {self.requests}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -213,6 +227,22 @@ def copy_project(destination: Path) -> Path:
     return mnist_project.copy_project(PROJECT_ROOT, destination, untracked=True)
 
 
+def project_with_outputs(trained: Path, destination: Path, *outputs: str) -> Path:
+    """A fresh copy of the project (see copy_project; params: SMALL, one epoch) holding
+    copies of the given outputs (files or folders) of the trained project `trained`, which
+    is only read: for a test to damage them, or to run one stage on them."""
+    root = copy_project(destination)
+    set_params(root, {**SMALL, "train": {"epochs": 1}})
+    for output in outputs:
+        source, target = trained / output, root / output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy(source, target)
+    return root
+
+
 def clone_with_remote(source: Path, destination: Path, remote: Path, name: str = "shared") -> Path:
     """`git clone` of `source`, with the DVC remote `remote` as its default (local config)."""
     subprocess.run(["git", "clone", "-q", str(source), str(destination)], check=True)
@@ -239,6 +269,18 @@ def run_dvc(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return result
 
 
+def stage_errors(stderr: str, stage: str) -> list[str]:
+    """The stage's own lines on stderr (`<stage>: ...`; TensorFlow's native notes aside),
+    after checking that Python printed no traceback."""
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.startswith(f"{stage}:")]
+
+
+def assert_one_line(message: str) -> None:
+    """`message` is one line of text: not empty, no line break."""
+    assert message and "\n" not in message and "\r" not in message, repr(message)
+
+
 def stages_run(dvc_output: str) -> list[str]:
     """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
     return re.findall(r"Running stage '(\w+)'", dvc_output)
@@ -248,9 +290,6 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=root, env=project_env(root), capture_output=True, text=True, check=True
     ).stdout
-
-
-COMMAND = str(Path(sys.executable).parent / "mnist-pipeline")  # the installed console script
 
 
 def run_command(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -307,6 +346,17 @@ def in_background(root: Path, *command: str, **env: str) -> Iterator[subprocess.
         process.stdout.close()
 
 
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Call `condition` every 0.2 s until it returns something true, and return that; fail
+    the test, naming `what` it waited for, if `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}, in vain")
+        time.sleep(0.2)
+    return found
+
+
 def read_until(process: subprocess.Popen, marker: str) -> str:
     """Read the process's output up to and including the first line holding `marker`."""
     seen = []
@@ -324,14 +374,6 @@ class ModelServer:
     url: str
     output: list[str]
 
-    @classmethod
-    def started(cls, process: subprocess.Popen) -> ModelServer:
-        """Wait for the line saying where the server listens; collect its later output."""
-        line = read_until(process, "serving ")
-        output = [line]
-        threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
-        return cls(re.search(r" at (http://\S+?)/v1/", line).group(1), output)
-
     def call(
         self, path: str, body: bytes | None = None, method: str | None = None
     ) -> tuple[int, dict]:
@@ -343,6 +385,13 @@ class ModelServer:
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, json.loads(error.read())
+
+
+def training_results(root: Path) -> tuple[bytes, bytes]:
+    """The bytes of the test metrics and of the training log's summary in the project."""
+    return (root / "reports/metrics.json").read_bytes(), (
+        root / "dvclive/metrics.json"
+    ).read_bytes()
 
 
 def training_log_files(root: Path) -> dict[str, bytes]:
@@ -359,3 +408,48 @@ def experiments_shown(root: Path) -> dict[str, dict]:
             for rev in entry["revs"]:
                 found[rev["name"]] = rev["data"]
     return found
+
+
+# ---------------------------------------------------------------- DVC's experiment queue
+
+
+def queued_names(output: str) -> list[str]:
+    """The names of the experiments `dvc exp run --queue` queued, from its output."""
+    return re.findall(r"Queued experiment '([\w-]+)'", output)
+
+
+def start_queue(root: Path) -> None:
+    """`dvc queue start`. Its worker runs on in the background (until the queue is
+    empty), holding on to the output it inherited: so none is captured here."""
+    subprocess.run(
+        ["dvc", "queue", "start"],
+        cwd=root,
+        env=project_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=120,
+    )
+
+
+def wait_for_queue(root: Path, timeout: float = 600) -> str:
+    """Wait until no queued experiment is queued or running; return `dvc queue status`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run_dvc(root, "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(2)
+    raise AssertionError(f"the queue did not finish in {timeout} s:\n{status}")
+
+
+def kill_when_running(root: Path, name: str, timeout: float = 60) -> None:
+    """`dvc queue kill name`, again until DVC takes it: DVC counts a queued experiment as
+    running only once its worker has filed the task as taken, a moment after it starts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        killed = dvc(root, "queue", "kill", name, timeout=120)
+        if killed.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert killed.returncode == 0, killed.stderr

@@ -25,12 +25,15 @@ CHROMIUM = (
 
 
 @pytest.fixture(scope="module")
-def experiment(trained_copy) -> tuple[Path, str]:
-    """The trained project, copied (its committed run is the baseline), then an
-    experiment with two params changed, applied to the workspace. Returns the project
-    root and the experiment's output."""
-    run = run_dvc(trained_copy, "exp", "run", "-S", "train.epochs=3", "-S", "model.dense_units=64")
-    return trained_copy, run.stdout
+def experiment(trained_project, tmp_path_factory) -> tuple[Path, str]:
+    """The trained project, copied for this module (its committed run is the baseline),
+    then an experiment with two params changed, applied to the workspace. Returns the
+    project root and the experiment's output. The tests only read it (plots pages are
+    written outside it)."""
+    root = tmp_path_factory.mktemp("experiment") / "project"
+    shutil.copytree(trained_project, root, symlinks=True)
+    run = run_dvc(root, "exp", "run", "-S", "train.epochs=3", "-S", "model.dense_units=64")
+    return root, run.stdout
 
 
 def test_exp_run_with_a_train_param_reruns_only_train_and_what_reads_the_model(experiment):
@@ -77,15 +80,15 @@ def test_exp_show_lists_params_and_training_and_test_metrics_sorted_by_accuracy(
     assert (experiments[0]["train.epochs"], experiments[0]["model.dense_units"]) == ("3", "64")
 
 
-def plots_page(root: Path, *command: str) -> str:
-    out = root / f"plots_{command[0]}"
+def plots_page(root: Path, out: Path, *command: str) -> Path:
+    """`dvc plots <command> -o out` in the project at `root`; the page it wrote."""
     run_dvc(root, "plots", *command, "-o", str(out))
-    return (out / "index.html").read_text()
+    return out / "index.html"
 
 
-def test_plots_show_writes_an_offline_page_with_every_plot(experiment):
+def test_plots_show_writes_an_offline_page_with_every_plot(experiment, tmp_path):
     root, _ = experiment
-    page = plots_page(root, "show")
+    page = plots_page(root, tmp_path / "plots", "show").read_text()
     for title in PLOT_TITLES:
         assert f'"text": "{title}"' in page or f'"title": "{title}"' in page
     for image in IMAGE_PLOTS:
@@ -94,9 +97,9 @@ def test_plots_show_writes_an_offline_page_with_every_plot(experiment):
     assert "vegaEmbed" in page and 'var e="5.20.2"' in page  # vega itself is inlined
 
 
-def test_plots_diff_overlays_the_commit_and_the_workspace(experiment):
+def test_plots_diff_overlays_the_commit_and_the_workspace(experiment, tmp_path):
     root, _ = experiment
-    page = plots_page(root, "diff", "HEAD")
+    page = plots_page(root, tmp_path / "plots", "diff", "HEAD").read_text()
     assert '"rev": "HEAD"' in page and '"rev": "workspace"' in page
     assert not re.search(r"<script[^>]+src=", page)
 
@@ -130,8 +133,7 @@ def rendered_dom(page: Path, profile: Path) -> str:
 @pytest.mark.parametrize("command", [("show",), ("diff", "HEAD")])
 def test_plots_page_renders_every_chart_in_headless_chromium(experiment, tmp_path, command):
     root, _ = experiment
-    plots_page(root, *command)
-    page = root / f"plots_{command[0]}" / "index.html"
+    page = plots_page(root, tmp_path / "plots", *command)
     dom = rendered_dom(page, tmp_path / "profile")
     # vega-embed draws each chart on a canvas of class "marks"; a failed spec draws none.
     assert len(re.findall(r'<canvas[^>]*class="marks"', dom)) == len(PLOT_TITLES)

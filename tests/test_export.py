@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.export import in_batches
 
-from .helpers import run_script
+from .helpers import copy_project, run_script
 
 # The largest difference between an exported format's probabilities and the Keras
 # model's allowed here (measured on the default model: 0 for the SavedModel, 1.1e-6 for ONNX).
@@ -19,8 +20,7 @@ MAX_DIFFERENCE = 1e-5
 @pytest.fixture(scope="module")
 def keras_answers(trained_project) -> tuple[np.ndarray, np.ndarray]:
     """(the whole test set, the .keras model's probabilities for it)."""
-    import keras
-
+    keras = import_keras()
     images = np.load(trained_project / "data/processed/test_images.npy")
     model = keras.saving.load_model(trained_project / "models/model.keras")
     return images, in_batches(lambda batch: model.predict(batch, verbose=0), images)
@@ -64,8 +64,6 @@ def test_the_onnx_model_runs_in_onnxruntime_as_the_keras_model(trained_project, 
 
 
 def test_export_without_a_model_is_one_line_and_writes_nothing(tmp_path):
-    from .helpers import copy_project
-
     project = copy_project(tmp_path / "project")
     result = run_script(project, "export")
     assert result.returncode == 1

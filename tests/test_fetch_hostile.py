@@ -64,22 +64,22 @@ def test_a_gzip_bomb_is_stopped_at_the_files_size_with_bounded_memory(
     assert len(bomb.requests) == 1  # a bomb is not retried, nor asked for the other files
 
 
+@pytest.mark.parametrize("mode", ["drip", "drip-headers"])  # after the headers, or during
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_mirror_that_drips_bytes_fails_at_the_deadline_and_the_next_is_tried(
-    mnist_mirror, serve, tmp_path, monkeypatch, capsys, tls_certificate, scheme
+    mnist_mirror, serve, tmp_path, monkeypatch, capsys, tls_certificate, scheme, mode
 ):
     monkeypatch.setenv(download.DEADLINE_ENV, "1.5")
     tls = tls_certificate if scheme == "https" else None
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate))  # trust the test's certificate
-    for mode in ("drip", "drip-headers"):
-        drip, good = serve(mnist_mirror, mode=mode, tls=tls), serve(mnist_mirror)
-        started = time.monotonic()
-        assert run_fetch(monkeypatch, tmp_path, drip.url, public=(good.url,)) == 0
-        assert time.monotonic() - started < 1.5 + 5  # the deadline, then the good mirror
-        assert len(drip.requests) == 1  # not retried: it would only drip again
-        err = capsys.readouterr().err
-        assert f"MNIST_MIRROR={drip.url} failed: {FILES[0].download_name}: took longer " in err
-        assert "than the 1.5 s allowed per file (MNIST_DEADLINE)" in err
+    drip, good = serve(mnist_mirror, mode=mode, tls=tls), serve(mnist_mirror)
+    started = time.monotonic()
+    assert run_fetch(monkeypatch, tmp_path, drip.url, public=(good.url,)) == 0
+    assert time.monotonic() - started < 1.5 + 5  # the deadline, then the good mirror
+    assert len(drip.requests) == 1  # not retried: it would only drip again
+    err = capsys.readouterr().err
+    assert f"MNIST_MIRROR={drip.url} failed: {FILES[0].download_name}: took longer " in err
+    assert "than the 1.5 s allowed per file (MNIST_DEADLINE)" in err
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def test_a_drawn_one_zero_and_seven_are_read_right(page, model_server):
     assert page.requested and {urlsplit(url).netloc for url in page.requested} == {server}
 
 
-def test_a_finger_draws_too(page):
+def test_a_one_drawn_with_a_finger_is_read_right(page):
     draw_with_finger(page, ONE)
     assert answer_after(page, 1) == "1"
 

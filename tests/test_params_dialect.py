@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,21 +27,18 @@ SPELLINGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return copy_project(tmp_path_factory.mktemp("dialect") / "project")
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project, for this test to write its params.yaml."""
+    return copy_project(tmp_path / "project")
 
 
-@contextmanager
-def params_text(root: Path, text: str):
-    """params.yaml holding `text` for the block; the committed file after it."""
+def respell(root: Path, line: str, spelling: str) -> None:
+    """Write `spelling` in place of the committed `line` of the project's params.yaml."""
     path = root / "params.yaml"
     committed = path.read_text()
-    path.write_text(text)
-    try:
-        yield
-    finally:
-        path.write_text(committed)
+    assert line in committed
+    path.write_text(committed.replace(line, spelling, 1))
 
 
 def lookup(data: dict, key: str) -> object:
@@ -61,36 +57,33 @@ def same(a: object, b: object) -> bool:
 def test_stage_reads_each_spelling_as_dvc_does(
     project, monkeypatch, key, line, spelling, dvc_value
 ):
-    committed = (project / "params.yaml").read_text()
-    assert line in committed
-    with params_text(project, committed.replace(line, spelling, 1)):
-        diff = json.loads(dvc(project, "params", "diff", "--all", "--json").stdout)
-        assert same(diff["params.yaml"][key]["new"], dvc_value)
-        shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
-        workspace = next(entry for entry in shown if entry["rev"] == "workspace")
-        assert same(lookup(workspace["data"]["params"]["params.yaml"]["data"], key), dvc_value)
+    respell(project, line, spelling)
+    diff = json.loads(dvc(project, "params", "diff", "--all", "--json").stdout)
+    assert same(diff["params.yaml"][key]["new"], dvc_value)
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    workspace = next(entry for entry in shown if entry["rev"] == "workspace")
+    assert same(lookup(workspace["data"]["params"]["params.yaml"]["data"], key), dvc_value)
 
-        monkeypatch.chdir(project)  # the stages read params.yaml from the project root
-        assert same(lookup(read_params_file(), key), dvc_value)  # what the stage parsed
-        section = key.split(".")[0]
-        try:
-            params = load_params(section)
-        except StageError as error:  # refused by the schema: one line naming the key
-            message = str(error)
-            assert "\n" not in message and message.startswith(f"params.yaml: {key} = ")
-            assert repr(dvc_value) in message
-        else:
-            assert same(lookup(params.model_dump(), key), dvc_value)
+    monkeypatch.chdir(project)  # the stages read params.yaml from the project root
+    assert same(lookup(read_params_file(), key), dvc_value)  # what the stage parsed
+    section = key.split(".")[0]
+    try:
+        params = load_params(section)
+    except StageError as error:  # refused by the schema: one line naming the key
+        message = str(error)
+        assert "\n" not in message and message.startswith(f"params.yaml: {key} = ")
+        assert repr(dvc_value) in message
+    else:
+        assert same(lookup(params.model_dump(), key), dvc_value)
 
 
 def test_duplicate_key_is_refused_by_dvc_and_by_the_stage_in_one_line(project):
-    committed = (project / "params.yaml").read_text()
-    with params_text(project, committed.replace("seed: 42", "seed: 42\nseed: 7", 1)):
-        refused = dvc(project, "params", "diff", "--json")
-        # DVC reports the file corrupted and reads no workspace value from it at all
-        assert "'params.yaml', YAML file structure is corrupted" in refused.stderr
-        assert json.loads(refused.stdout)["params.yaml"]["seed"]["new"] is None
-        result = run_script(project, "train")
+    respell(project, "seed: 42", "seed: 42\nseed: 7")
+    refused = dvc(project, "params", "diff", "--json")
+    # DVC reports the file corrupted and reads no workspace value from it at all
+    assert "'params.yaml', YAML file structure is corrupted" in refused.stderr
+    assert json.loads(refused.stdout)["params.yaml"]["seed"]["new"] is None
+    result = run_script(project, "train")
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert re.fullmatch(
@@ -115,8 +108,7 @@ def test_duplicate_key_is_refused_by_dvc_and_by_the_stage_in_one_line(project):
     ],
 )
 def test_stage_refuses_a_value_of_the_wrong_kind_in_one_line(project, line, spelling, message):
-    committed = (project / "params.yaml").read_text()
-    with params_text(project, committed.replace(line, spelling, 1)):
-        result = run_script(project, "train")
+    respell(project, line, spelling)
+    result = run_script(project, "train")
     assert result.returncode == 1
     assert result.stderr.strip() == message

@@ -77,9 +77,10 @@ HOSTILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    return copy_project(tmp_path_factory.mktemp("hostile") / "project")
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project, for this test to write its params.yaml."""
+    return copy_project(tmp_path / "project")
 
 
 @pytest.mark.parametrize("name", HOSTILE)

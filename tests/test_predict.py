@@ -1,61 +1,36 @@
 """The predict command: test-set indices and image files of any size, in text or JSON,
-with a one-line error for each input that cannot be read."""
+with a one-line error for each input that cannot be read, hostile files among them (read
+in bounded memory, no program run for them); rendered font digits are read far above
+chance. (How an image becomes a digit: test_digits.py, test_digits_hostile.py.)"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from mnist_pipeline.digits import to_mnist
-
-from .helpers import project_env, run_command
-
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-needs_font = pytest.mark.skipif(
-    not FONT.is_file(), reason="needs DejaVu Sans (Debian's fonts-dejavu-core)"
+from .helpers import COMMAND, assert_one_line, project_env, run_command, run_measured
+from .images import (
+    bilevel_png,
+    bomb_png,
+    drawn_digit,
+    fake_ghostscript,
+    high_depth,
+    needs_font,
+    saved,
+    seven,
+    two_dots,
 )
 
 
 def predict(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run_command(root, "predict", *args)
-
-
-def drawn_digit(
-    digit: int, size: tuple[int, int], at: tuple[int, int], font_size: int
-) -> Image.Image:
-    """A black digit on white, its text box's top-left corner at `at`."""
-    image = Image.new("L", size, 255)
-    ImageDraw.Draw(image).text(
-        at, str(digit), fill=0, font=ImageFont.truetype(str(FONT), font_size)
-    )
-    return image
-
-
-@needs_font
-def test_to_mnist_inverts_scales_into_20_pixels_and_centres_by_mass():
-    small = to_mnist(drawn_digit(7, (60, 40), (5, 2), 30))
-    large_elsewhere = to_mnist(drawn_digit(7, (400, 300), (250, 150), 120))
-    for image in (small, large_elsewhere):
-        assert image.shape == (28, 28) and image.dtype == np.uint8
-        rows, cols = np.nonzero(image > 50)
-        assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 21  # the 20x20 box
-        mass = image.astype(float) / image.sum()
-        centre = (mass.sum(axis=1) @ np.arange(28), mass.sum(axis=0) @ np.arange(28))
-        assert np.allclose(centre, 13.5, atol=1.0)
-        assert image[0].max() == 0 and image[:, 0].max() == 0  # white digit on a black border
-    # Same digit, another size and place: nearly the same MNIST-style image.
-    assert np.abs(small.astype(int) - large_elsewhere.astype(int)).mean() < 25
-
-
-def test_to_mnist_rejects_a_blank_image():
-    with pytest.raises(ValueError, match="no digit found"):
-        to_mnist(Image.new("L", (50, 50), 255))
 
 
 def test_predict_index_0_is_the_seed_example_7(trained_project):
@@ -132,3 +107,81 @@ def test_rendered_font_digits_are_read_far_above_chance_by_a_small_model(trained
         assert words[:-4] == variant.split(), line
         assert int(words[-4]) >= 3 * 10 * fonts, line  # each font: 3 or more sizes, 10 digits
         assert float(words[-1]) >= 0.3, line
+
+
+# ---------------------------------------------------------------- hostile files
+
+
+def predict_measured(root: Path, *args: str, **env: str) -> tuple[int, str, str, int]:
+    """Run `mnist-pipeline predict <args>`: its exit code, stdout, stderr and peak
+    resident memory in MiB."""
+    result, peak_mib = run_measured(
+        [COMMAND, "predict", *args],
+        cwd=root,
+        env=project_env(root, **env),
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode, result.stdout, result.stderr, peak_mib
+
+
+def hostile_files(folder: Path) -> dict[str, Path]:
+    """The issue's hostile images and other broken or odd files, by name, in the order
+    given to predict: first those that take gigabytes if decoded, last the bomb (which
+    stopped the run)."""
+    folder.mkdir()
+    makers = {
+        "huge.png": lambda path: path.write_bytes(bilevel_png(13000)),  # 169 MP: ~4.5 GB
+        "large.png": lambda path: path.write_bytes(bilevel_png(7000)),  # 49 MP: shrunk
+        "seven.eps": lambda path: seven().save(path),
+        "transparent.png": lambda path: seven((60, 80), (0, 0, 0, 255), 0, "RGBA").save(path),
+        "deep.png": lambda path: high_depth("I;16").save(path),
+        "dots.png": lambda path: two_dots().save(path),
+        "one-pixel.png": lambda path: Image.new("L", (1, 1)).save(path),
+        "truncated.png": lambda path: path.write_bytes(bilevel_png(500)[:300]),
+        "text.png": lambda path: path.write_text("hello\n"),
+        "empty.jpg": lambda path: path.write_bytes(b""),
+        "a-directory.png": Path.mkdir,
+        "missing.png": lambda path: None,
+        "bomb.png": lambda path: path.write_bytes(bomb_png()),
+    }
+    for name, make in makers.items():
+        make(folder / name)
+    return {name: folder / name for name in makers}
+
+
+def test_predict_answers_every_hostile_file_in_one_line_in_bounded_memory(
+    trained_project, tmp_path
+):
+    good = saved(seven((120, 160)), tmp_path / "good.png")
+    hostile = hostile_files(tmp_path / "hostile")
+    gs_folder, gs_marker = fake_ghostscript(tmp_path / "bin")
+    path = f"{gs_folder}{os.pathsep}{project_env(trained_project)['PATH']}"
+
+    code, out, err, baseline_mib = predict_measured(trained_project, "--json", str(good), PATH=path)
+    assert code == 0, err
+    code, out, err, peak_mib = predict_measured(
+        trained_project,
+        "--json",
+        *map(str, hostile.values()),
+        str(good),
+        PATH=path,
+    )
+
+    assert code == 1 and "Traceback" not in err, err
+    answers = {Path(answer["input"]).name: answer for answer in json.loads(out)}
+    assert sorted(answers) == sorted([*hostile, "good.png"])
+    for answer in answers.values():
+        if "error" in answer:
+            assert_one_line(answer["error"])
+        else:
+            assert 0 <= answer["digit"] <= 9 and np.isfinite(answer["probabilities"]).all()
+    assert "digit" in answers["good.png"] and "digit" in answers["large.png"]
+    assert "digit" in answers["transparent.png"] and "digit" in answers["deep.png"]
+    assert answers["huge.png"]["error"].startswith("image too large: 13000x13000 ")
+    assert answers["bomb.png"]["error"].startswith("image too large: 20000x20000 ")
+    assert answers["seven.eps"]["error"].startswith("not a readable image: not a PNG, JPEG")
+    assert not gs_marker.exists()
+    # Measured: +18 MiB over the run on one small image (the images are read before
+    # TensorFlow loads); without the limit and shrinking, +3.3 GiB for huge.png alone.
+    assert peak_mib - baseline_mib < 300, (baseline_mib, peak_mib)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,7 +31,7 @@ def default_value(key: str) -> object:
     return settings_value(DEFAULTS, key)
 
 
-def run_preset(root, *args: str) -> subprocess.CompletedProcess:
+def run_preset(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run_command(root, "preset", *args, timeout=120)
 
 
@@ -68,9 +69,10 @@ def test_a_preset_holds_only_keys_of_params_yaml_with_other_values(path):
         assert value != default_value(key), f"{path.name}: {key} is params.yaml's own value"
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return copy_project(tmp_path_factory.mktemp("presets") / "project")
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project, with an empty experiment queue, for this test alone."""
+    return copy_project(tmp_path / "project")
 
 
 @pytest.mark.parametrize("preset", ["fast", "accurate"])
@@ -92,7 +94,6 @@ def test_a_preset_is_queued_as_an_experiment_with_its_values(project, preset):
     for key, value in settings(yaml.safe_load((project / f"presets/{preset}.yaml").read_text())):
         assert settings_value(params, key) == value, key
     assert params["seed"] == DEFAULTS["seed"]  # what the preset leaves alone is params.yaml's
-    run_dvc(project, "queue", "remove", f"{preset}-check")
 
 
 @pytest.mark.parametrize(

@@ -203,8 +203,13 @@ def test_slow_clients_hold_no_worker(model_server, test_images):
             connection.close()
 
 
-def test_the_server_survives_everything_above_without_a_traceback(model_server):
-    """Runs last in this file: after the bad requests, the server is up and quiet."""
+def test_the_server_survives_every_bad_request_without_a_traceback(model_server):
+    """Every bad request above, and a body over the limit, sent in turn: the server is
+    still up afterwards and has printed no traceback or error."""
+    for request_body, _ in BAD_REQUESTS:
+        assert model_server.call("/v1/models/mnist:predict", request_body)[0] == 400
+    assert model_server.call("/v1/models/mnist:predict", b" " * (4 * 1024 * 1024 + 1))[0] == 413
+    assert model_server.call("/api/digit", b"GIF89a broken")[0] == 400
     assert model_server.call("/v1/models/mnist")[0] == 200
     assert not [line for line in model_server.output if "Traceback" in line or "Error" in line]
 

@@ -1,5 +1,7 @@
-"""Outputs appear whole or not at all, even when a stage is killed in the middle of
-replacing them; damaged inputs stop a stage with one line naming the file."""
+"""A stage's outputs appear whole or not at all (staged_dir, staged_file): a block that
+fails leaves the old output, a process killed at any instant of the swap leaves the
+whole old or the whole new one, two runs at once each write a whole output of their
+own, and outputs get the usual permissions."""
 
 from __future__ import annotations
 
@@ -9,14 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from mnist_pipeline.arrays import load_split, save_split
-from mnist_pipeline.paths import PROCESSED_DIR, split_files
-from mnist_pipeline.stage import StageError, staged_dir, staged_file
-
-from .helpers import copy_project, run_script
+from mnist_pipeline.stage import staged_dir, staged_file
 
 
 def test_staged_dir_replaces_target_only_when_the_block_succeeds(tmp_path):
@@ -139,81 +136,3 @@ def test_staged_outputs_get_the_usual_permissions_not_private_ones(tmp_path):
     os.umask(umask)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~umask
-
-
-def write_split(tmp_path, images, labels):
-    (tmp_path / PROCESSED_DIR).mkdir(parents=True)
-    save_split(tmp_path / PROCESSED_DIR, "val", images, labels)
-
-
-def test_load_split_returns_what_save_split_wrote(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    images = np.arange(3 * 784).reshape(3, 28, 28) % 256
-    write_split(tmp_path, images, np.array([1, 2, 3]))
-    loaded_images, loaded_labels = load_split("val")
-    assert loaded_images.shape == (3, 28, 28, 1) and loaded_images.dtype == np.uint8
-    np.testing.assert_array_equal(loaded_images[..., 0], images)
-    assert loaded_labels.tolist() == [1, 2, 3]
-
-
-@pytest.mark.parametrize(
-    ("damage", "message"),
-    [
-        (
-            "float_images",
-            "val_images.npy: expected uint8 images shaped (N, 28, 28, 1), found float64 (3, 28, 28, 1)",
-        ),
-        (
-            "flat_images",
-            "val_images.npy: expected uint8 images shaped (N, 28, 28, 1), found uint8 (3, 784)",
-        ),
-        ("short_labels", "val_labels.npy: expected 3 uint8 labels shaped (N,), found uint8 (2,)"),
-        ("bad_label", "val_labels.npy: labels must be 0-9, found 11"),
-        ("truncated", "val_images.npy: not a readable .npy array"),
-        ("not_npy", "val_images.npy: not a readable .npy array"),
-        ("missing", "val_images.npy: missing; run the preprocess stage"),
-    ],
-)
-def test_damaged_split_is_a_one_line_error_naming_the_file(tmp_path, monkeypatch, damage, message):
-    monkeypatch.chdir(tmp_path)
-    write_split(tmp_path, np.zeros((3, 28, 28)), np.array([1, 2, 3]))
-    images_file, labels_file = split_files("val")
-    if damage == "float_images":
-        np.save(images_file, np.zeros((3, 28, 28, 1)))
-    elif damage == "flat_images":
-        np.save(images_file, np.zeros((3, 784), dtype=np.uint8))
-    elif damage == "short_labels":
-        np.save(labels_file, np.array([1, 2], dtype=np.uint8))
-    elif damage == "bad_label":
-        np.save(labels_file, np.array([1, 11, 2], dtype=np.uint8))
-    elif damage == "truncated":
-        images_file.write_bytes(images_file.read_bytes()[:1000])
-    elif damage == "not_npy":
-        images_file.write_text("hello")
-    elif damage == "missing":
-        images_file.unlink()
-    with pytest.raises(StageError) as error:
-        load_split("val")
-    assert message in str(error.value)
-    assert "\n" not in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("stage", "message"),
-    [
-        (
-            "preprocess",
-            "data/raw/train-images-idx3-ubyte: missing; run the fetch stage (dvc repro fetch)",
-        ),
-        ("train", "data/processed/train_images.npy: missing; run the preprocess stage (dvc repro)"),
-        (
-            "evaluate",
-            "data/processed/test_images.npy: missing; run the preprocess stage (dvc repro)",
-        ),
-    ],
-)
-def test_stage_run_without_its_inputs_says_which_and_how_to_make_them(tmp_path, stage, message):
-    root = copy_project(tmp_path / "project")
-    result = run_script(root, stage)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"{stage}: error: {message}"

@@ -1,0 +1,129 @@
+"""A training run killed mid-way resumes from its checkpoint when DVC runs it again:
+`dvc repro` killed with SIGKILL after its second epoch ends with test metrics and every
+DVCLive file byte-identical to an uninterrupted run's, while a checkpoint forged to claim
+a finished run is refused in one line and training starts over; a queued experiment
+killed by `dvc queue kill` resumes when queued again, though DVC deleted its copy.
+(Every part of the training state a resume carries: test_resume_state.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .helpers import (
+    in_background,
+    kill_when_running,
+    queued_names,
+    read_until,
+    run_dvc,
+    set_params,
+    stages_run,
+    start_queue,
+    training_log_files,
+    training_results,
+    wait_for_queue,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+# ---------------------------------------------------------------- through `dvc repro`
+
+EPOCHS = 3
+
+
+def forge(checkpoint: Path) -> None:
+    """Make the checkpoint in the folder `checkpoint` claim a finished run, with weights
+    of the wrong shape injected (and the arrays file's sha256 to match)."""
+    arrays, state_file = checkpoint / "variables.npz", checkpoint / "state.json"
+    with np.load(arrays) as saved:
+        forged = {name: saved[name] for name in saved.files}
+    forged["model_0"] = np.zeros((1, 1, 1, 1), dtype=np.float32)
+    np.savez(arrays, **forged)
+    state = json.loads(state_file.read_text())
+    state.update(epochs_done=EPOCHS, history=state["history"][:1] * EPOCHS)
+    state["variables_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
+    state_file.write_text(json.dumps(state))
+
+
+def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint_is_refused(
+    trained_copy, checkpoint_store, tmp_path
+):
+    root = trained_copy
+    # a run DVC has not seen yet, one epoch longer than the committed one
+    set_params(root, {"train": {"learning_rate": 0.0015, "epochs": EPOCHS}})
+    with in_background(root, "dvc", "repro") as process:
+        read_until(process, f"train: epoch 2/{EPOCHS}")
+        os.killpg(process.pid, signal.SIGKILL)
+    (state,) = checkpoint_store.glob("[!.]*/state.json")  # not a staging copy
+    assert json.loads(state.read_text())["epochs_done"] == 2
+    assert len((root / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
+    genuine = shutil.copytree(state.parent, tmp_path / "genuine")
+
+    forge(state.parent)  # refused in one line: training starts over, from epoch 1
+    fresh = run_dvc(root, "repro")
+    assert stages_run(fresh.stdout) == ["train", "evaluate", "export"]
+    notes = [line for line in fresh.stdout.splitlines() if "checkpoint" in line]
+    assert notes == [
+        f"train: ignoring the checkpoint in {state.parent}: variables.npz: model_0 is "
+        "float32 (1, 1, 1, 1), this model's is float32 (3, 3, 1, 32)"
+    ]
+    assert "resuming" not in fresh.stdout and "train: epoch 1/" in fresh.stdout
+    assert not state.parent.exists()  # dropped, and no new one left after the run
+    uninterrupted = training_results(root), training_log_files(root)
+
+    shutil.copytree(genuine, state.parent)  # the genuine one: resumed after epoch 2
+    resumed = run_dvc(root, "repro", "--force", "--single-item", "train", "evaluate")
+    assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
+    assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
+    assert not state.parent.exists()  # removed after the successful run
+    assert (training_results(root), training_log_files(root)) == uninterrupted
+
+
+# ---------------------------------------------------------------- as a queued experiment
+
+
+@pytest.fixture
+def queue_project(trained_copy, checkpoint_store) -> Iterator[Path]:
+    """A fresh copy of the trained project, with a checkpoint store of its own; the DVC
+    queue worker its experiments run in is stopped at the end."""
+    yield trained_copy
+    run_dvc(trained_copy, "queue", "stop", "--kill")
+
+
+def epochs_saved(store: Path) -> int:
+    """Epochs done in the one checkpoint in `store` (0 while there is none)."""
+    states = list(store.glob("[!.]*/state.json"))  # not a staging copy
+    return json.loads(states[0].read_text())["epochs_done"] if states else 0
+
+
+def test_killed_queued_experiment_resumes_when_queued_again(queue_project, checkpoint_store):
+    project = queue_project
+    args = ("exp", "run", "--queue", "-S", "train.epochs=8", "-S", "train.learning_rate=0.0012")
+    (first,) = queued_names(run_dvc(project, *args).stdout)
+    start_queue(project)
+    wait_until(lambda: epochs_saved(checkpoint_store) >= 1, 300, "a checkpoint of one epoch")
+    kill_when_running(project, first)
+    wait_for_queue(project)
+    assert not list((project / ".dvc/tmp/exps").glob("tmp*/dvclive"))  # its copy is gone
+    (state,) = checkpoint_store.glob("[!.]*/state.json")
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 1 <= done < 8
+
+    (second,) = queued_names(run_dvc(project, *args).stdout)
+    start_queue(project)
+    assert re.search(rf"\b{second}\b.*Success", wait_for_queue(project))
+    log = run_dvc(project, "queue", "logs", second).stdout
+    assert f"train: resuming after epoch {done} of 8" in log
+    assert "train: epoch 1/8" not in log and "train: epoch 8/8" in log
+    assert not state.parent.exists()  # removed once it finished
