@@ -7,6 +7,10 @@ and return the ten probabilities, float32 (N, 10), as the output named `probabil
   TF Serving, TFX and Vertex AI load), in TF Serving's layout: a folder per version;
 - an ONNX model (opset ONNX_OPSET) converted from the same function by tf2onnx.
 
+Both are made from the model in float32 (`float32_model`): a mixed-precision model is
+rebuilt in float32 with the same weights, as serving runtimes and CPUs compute in
+float32 and tf2onnx cannot convert the mixed graph.
+
 TensorFlow and tf2onnx are imported by the functions that need them, so the server's
 HTTP side can read the contract without them.
 """
@@ -34,6 +38,22 @@ ONNX_OPSET = 17
 # model's (measured: 0 for the SavedModel, about 1e-6 for ONNX on the test set).
 TOLERANCE = 1e-5
 CHECK_BATCH_SIZE = 1000
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+    """`model` computing in float32: `model` itself where every layer already does, else
+    its layers rebuilt with the float32 dtype policy, holding its weights (mixed precision
+    keeps its variables in float32, so they are the same weights)."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    keras = import_keras("tensorflow")
+
+    def in_float32(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    rebuilt = keras.models.clone_model(model, clone_function=in_float32)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def serving_function(model: keras.Model) -> Any:
@@ -105,10 +125,15 @@ def in_batches(predict: Any, images: np.ndarray) -> np.ndarray:
     )
 
 
+def digits_differ(expected: np.ndarray, found: np.ndarray) -> int:
+    """On how many images the digits of `found` probabilities are not `expected`'s."""
+    return int((expected.argmax(axis=1) != found.argmax(axis=1)).sum())
+
+
 def disagreement(expected: np.ndarray, found: np.ndarray) -> str | None:
     """Why `found` probabilities are not `expected`'s (another digit, or further apart
     than TOLERANCE), or None where they agree."""
-    differ = int((expected.argmax(axis=1) != found.argmax(axis=1)).sum())
+    differ = digits_differ(expected, found)
     largest = float(np.abs(expected - found).max()) if len(found) else 0.0
     if differ:
         return f"a different digit for {differ} of {len(found)} images"
