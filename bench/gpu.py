@@ -1,6 +1,6 @@
 """GPU figures: the train stage's own model, compile and batch stream on an accelerator.
 
-    KERAS_BACKEND=jax python bench/gpu.py DATA.npz [--runs NAME[:SEED][+KEY=VALUE...] ...]
+    python bench/gpu.py DATA.npz [--backend jax] [--runs NAME[:SEED][+KEY=VALUE...] ...]
 
 For machines without TensorFlow or DVC (a lent GPU machine has JAX): it trains the models
 of params.yaml and the presets as the train stage does, its own code called (bench/
@@ -102,6 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help=".npz with the six split arrays")
     parser.add_argument("--runs", nargs="+", default=["default", "fast", "accurate"])
+    parser.add_argument(
+        "--backend", default="jax", help="Keras's backend (default: jax, what a lent GPU has)"
+    )
     args = parser.parse_args()
     for spec in args.runs:
         run_params(spec)  # a bad spec fails before any training
@@ -109,7 +112,7 @@ def main() -> None:
         data = {name: archive[name] for name in archive.files}
     from mnist_pipeline.backend import import_keras
 
-    keras = import_keras()  # KERAS_BACKEND's (a lent GPU machine has JAX alone)
+    keras = import_keras(args.backend, chosen_by="--backend")
     devices = keras.distribution.list_devices()
     print(json.dumps({"backend": keras.backend.backend(), "devices": devices}), flush=True)
     for spec in args.runs:

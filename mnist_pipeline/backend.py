@@ -2,9 +2,9 @@
 imports Keras.
 
 A process picks its backend once, before Keras is first imported (Keras reads it then):
-each stage that needs Keras calls `import_keras()` first thing, train with the param
-train.backend, export with "tensorflow"; the modules that build, train or load models
-then take Keras from here.
+the train stage calls `choose_backend()` with the param train.backend first thing,
+export `import_keras("tensorflow")`; the modules that build, train or load models take
+Keras from `import_keras()`, on the backend chosen.
 """
 
 from __future__ import annotations
@@ -25,22 +25,29 @@ DEFAULT_BACKEND = "tensorflow"  # unless KERAS_BACKEND or the caller says otherw
 _NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 
 
-def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:
-    """Keras, on `backend` (None: the one already imported, else KERAS_BACKEND, else
-    TensorFlow). A backend that is not installed, or another than the one Keras was
-    already imported on, is a StageError naming `chosen_by` (what set it)."""
+def choose_backend(backend: str, chosen_by: str = "KERAS_BACKEND") -> None:
+    """Make `backend` the one Keras will run on, before anything imports it (a cheap
+    check: nothing is imported). A backend that is not installed, or another than the
+    one Keras already runs on, is a StageError naming `chosen_by` (what set it)."""
     imported = sys.modules.get("keras")
-    if imported is not None:
-        current = imported.backend.backend()
-        if backend not in (None, current):
-            raise StageError(f"{chosen_by} = {backend!r}, but Keras already runs on {current}")
-        return imported
-    backend = backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    if imported is not None and imported.backend.backend() != backend:
+        raise StageError(
+            f"{chosen_by} = {backend!r}, but Keras already runs on {imported.backend.backend()}"
+        )
     if importlib.util.find_spec(backend) is None:
         raise StageError(
             f"{chosen_by} = {backend!r}, but {backend} is not installed (pip install {backend})"
         )
     os.environ["KERAS_BACKEND"] = backend
+
+
+def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:
+    """Keras, on `backend` (None: the one already imported or chosen, else KERAS_BACKEND,
+    else TensorFlow), with TensorFlow's start-up notes hidden; errors as `choose_backend`."""
+    imported = sys.modules.get("keras")
+    if imported is not None and backend is None:
+        return imported
+    choose_backend(backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by)
     # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
     # they are hidden unless the user set that variable, e.g. TF_CPP_MIN_LOG_LEVEL=0.
     with native_stderr_silenced():

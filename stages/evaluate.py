@@ -74,10 +74,10 @@ def save_misclassified_grid(
 
 
 def main() -> None:
+    images, labels = load_split("test")
     keras = import_keras()  # TensorFlow, unless KERAS_BACKEND names another backend
     from mnist_pipeline.model import load_model  # builds on the Keras just imported
 
-    images, labels = load_split("test")
     model = load_model(MODEL_FILE)
     print(f"evaluate: scoring {MODEL_FILE} on {len(labels):,} test images", flush=True)
     probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)

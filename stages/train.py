@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
-from mnist_pipeline.backend import import_keras
+from mnist_pipeline.backend import choose_backend
 from mnist_pipeline.params import Params, load_params
 from mnist_pipeline.paths import CHECKPOINT_STORE, MODEL_FILE, PACKAGE_DIR, split_files
 from mnist_pipeline.stage import run_stage, staged_file
@@ -59,11 +59,11 @@ def checkpoint_store(params: Params) -> Iterator[checkpoint.CheckpointStore | No
 
 def main() -> None:
     params = load_params("seed", "model", "train")
-    import_keras(params.train.backend, chosen_by="train.backend")
-    from mnist_pipeline import training  # builds on the Keras just imported
+    choose_backend(params.train.backend, chosen_by="train.backend")  # before Keras loads
+    train, val = load_split("train"), load_split("val")
+    from mnist_pipeline import training  # imports Keras, on the backend chosen
     from mnist_pipeline.model import save_model
 
-    train, val = load_split("train"), load_split("val")
     with checkpoint_store(params) as store:
         training.seed_everything(params.seed, params.train.deterministic)
         model, resumed = training.build_or_resume(params, len(train[1]), store)

@@ -4,6 +4,10 @@ and loading a damaged model file."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ from mnist_pipeline.model import (
     keras,
     load_model,
     precision_note,
+    save_model,
     set_precision,
 )
 from mnist_pipeline.params import AugmentParams, read_params_file, validate_params
@@ -92,7 +97,7 @@ def test_model_takes_raw_uint8_pixels_and_returns_probabilities():
 def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_path):
     model = build_model(DEFAULT_MODEL)
     path = tmp_path / "model.keras"
-    model.save(path)
+    save_model(model, path)
     images = np.zeros((2, 28, 28, 1), dtype=np.uint8)
     np.testing.assert_allclose(
         load_model(path).predict(images, verbose=0), model.predict(images, verbose=0)
@@ -103,6 +108,35 @@ def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_pat
         load_model(path)
     assert str(error.value).startswith(f"{path}: not a readable Keras model")
     assert "\n" not in str(error.value)
+
+
+# Builds the seeded default model in `precision` and saves it, in a process of its own.
+SAVE_IN_A_NEW_PROCESS = """
+import sys
+from pathlib import Path
+from mnist_pipeline.model import build_model, keras, save_model, set_precision
+from mnist_pipeline.params import read_params_file, validate_params
+keras.utils.set_random_seed(7)
+set_precision(sys.argv[2])
+params = validate_params(read_params_file(Path("params.yaml")), ("model",)).model
+save_model(build_model(params), Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_the_same_model_saved_by_two_processes_is_the_same_bytes(tmp_path, precision):
+    saved = [tmp_path / "first.keras", tmp_path / "second.keras"]
+    for path in saved:
+        subprocess.run(
+            [sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(path), precision],
+            cwd=PROJECT_ROOT,
+            check=True,
+            capture_output=True,
+        )
+    assert saved[0].read_bytes() == saved[1].read_bytes()
+    with zipfile.ZipFile(saved[0]) as archive:
+        assert "date_saved" not in json.loads(archive.read("metadata.json"))
+    assert load_model(saved[0]).count_params() == 1_199_882
 
 
 def test_missing_model_says_to_run_train(tmp_path):
