@@ -397,7 +397,8 @@ def training_results(root: Path) -> tuple[bytes, bytes]:
 def training_log_files(root: Path) -> dict[str, bytes]:
     """Every file DVCLive wrote in the project at `root`, by path."""
     log = root / "dvclive"
-    return {str(p.relative_to(log)): p.read_bytes() for p in sorted(log.rglob("*")) if p.is_file()}
+    files = sorted(p for p in log.rglob("*") if p.is_file() and p.name != ".gitignore")
+    return {str(p.relative_to(log)): p.read_bytes() for p in files}
 
 
 def experiments_shown(root: Path) -> dict[str, dict]:

@@ -99,6 +99,7 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
     assert out_paths(PIPELINE["train"]) == {
         str(paths.MODEL_FILE), str(paths.TRAINING_LOG_DIR / "metrics.json"), str(paths.TRAINING_LOG_DIR / "plots")
     }  # fmt: skip
+    assert out_paths(PIPELINE["export"]) == {str(paths.SAVED_MODEL_DIR), str(paths.ONNX_FILE)}
     assert out_paths(PIPELINE["evaluate"]) == {
         str(paths.METRICS_FILE), str(paths.PREDICTIONS_FILE), str(paths.MISCLASSIFIED_GRID_FILE)
     }  # fmt: skip
@@ -110,6 +111,7 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
     assert data_deps("preprocess") == {str(paths.RAW_DIR)}
     assert data_deps("train") == fit_files
     assert data_deps("evaluate") == test_files | {str(paths.MODEL_FILE)}
+    assert data_deps("export") == {str(paths.MODEL_FILE), str(paths.split_files("val")[0])}
 
 
 def test_test_metrics_are_committed_to_git_and_leave_the_run_cache_on():
