@@ -3,8 +3,8 @@ report with pictures (the comment CI posts on a pull request).
 
 Reads:  reports/metrics.json, dvclive/ (metrics.json and the per-epoch .tsv curves),
         reports/predictions.csv and reports/figures/misclassified.png: the workspace's
-        (the branch, after `dvc repro`) and the base revision's (git's; the last two from
-        DVC's cache or remote).
+        (the branch, after `dvc repro`) and the base revision's (metrics.json files from
+        git, the curves and the last two from DVC's cache or remote).
 Writes: OUT/report.md and the PNG pictures it shows, beside it.
 
     dvc repro && mnist-pipeline report --base origin/main --out report/
@@ -100,13 +100,14 @@ def base_reader(base: str) -> Reader:
     """Reads files at `base`: from git, or DVC-tracked ones from DVC's cache or remote."""
     from dvc.api import DVCFileSystem  # imports DVC: only when a report is made
     from dvc.exceptions import DvcException
+    from dvc_data.index import DataIndexError  # a folder output whose listing is not cached
 
     fs = DVCFileSystem(repo=".", rev=base)
 
     def read(path: Path) -> bytes | None:
         try:
             return fs.read_bytes(path.as_posix())
-        except (OSError, DvcException):
+        except (OSError, DvcException, DataIndexError):
             return None
 
     return functools.cache(read)
