@@ -101,10 +101,25 @@ def trained_project(mnist_mirror, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project's source (git-tracked files, no data or outputs, an
+    empty experiment queue), for this test alone to change, e.g. its params.yaml."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture
 def trained_copy(trained_project, tmp_path) -> Path:
     """A fresh copy of the trained project (its git history, DVC cache, data and
     outputs) for this test alone to change as it likes."""
     return shutil.copytree(trained_project, tmp_path / "trained-copy", symlinks=True)
+
+
+@pytest.fixture
+def queue_project(trained_copy, checkpoint_store) -> Iterator[Path]:
+    """A fresh copy of the trained project, with a checkpoint store of its own; the DVC
+    queue worker its experiments run in is stopped at the end."""
+    yield trained_copy
+    run_dvc(trained_copy, "queue", "stop", "--kill")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from .helpers import (
 pytestmark = pytest.mark.slow
 
 MODULE = "mnist_pipeline/model.py"
-
-
-@pytest.fixture
-def queue_project(trained_copy, checkpoint_store) -> Iterator[Path]:
-    """A fresh copy of the trained project, with a checkpoint store of its own; the DVC
-    queue worker its experiments run in is stopped at the end."""
-    yield trained_copy
-    run_dvc(trained_copy, "queue", "stop", "--kill")
 
 
 def edit(root: Path, marker: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from mnist_pipeline.params import load_params, read_params_file
 from mnist_pipeline.stage import StageError
 
-from .helpers import copy_project, dvc, run_script
+from .helpers import dvc, run_script
 
 # (dotted key, the committed line, the spelling written instead, the value DVC reads)
 SPELLINGS = [
@@ -25,12 +25,6 @@ SPELLINGS = [
     ("train.deterministic", "  deterministic: true", "  deterministic: on", "on"),
     ("preprocess.val_size", "  val_size: 5000", "  val_size: 1:30", "1:30"),  # 1.1: 90
 ]
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A fresh copy of the project, for this test to write its params.yaml."""
-    return copy_project(tmp_path / "project")
 
 
 def respell(root: Path, line: str, spelling: str) -> None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from .helpers import PROJECT_ROOT, copy_project, project_env
+from .helpers import PROJECT_ROOT, project_env
 
 COMMITTED = (PROJECT_ROOT / "params.yaml").read_text()
 
@@ -75,12 +74,6 @@ HOSTILE = {
     "a date that does not exist": (replaced("seed: 42", "seed: 2024-13-01"), "cannot be read"),
     "a tag the value does not fit": (replaced("seed: 42", "seed: !!bool maybe"), "cannot be read"),
 }
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A fresh copy of the project, for this test to write its params.yaml."""
-    return copy_project(tmp_path / "project")
 
 
 @pytest.mark.parametrize("name", HOSTILE)

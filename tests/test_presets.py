@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from mnist_pipeline.presets import override_value, settings
 
-from .helpers import PROJECT_ROOT, copy_project, run_command, run_dvc
+from .helpers import PROJECT_ROOT, run_command, run_dvc
 
 PRESETS = sorted((PROJECT_ROOT / "presets").glob("*.yaml"))
 DEFAULTS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
@@ -67,12 +67,6 @@ def test_a_preset_holds_only_keys_of_params_yaml_with_other_values(path):
     assert pairs
     for key, value in pairs:
         assert value != default_value(key), f"{path.name}: {key} is params.yaml's own value"
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """A fresh copy of the project, with an empty experiment queue, for this test alone."""
-    return copy_project(tmp_path / "project")
 
 
 @pytest.mark.parametrize("preset", ["fast", "accurate"])

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -91,14 +90,6 @@ def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint
 
 
 # ---------------------------------------------------------------- as a queued experiment
-
-
-@pytest.fixture
-def queue_project(trained_copy, checkpoint_store) -> Iterator[Path]:
-    """A fresh copy of the trained project, with a checkpoint store of its own; the DVC
-    queue worker its experiments run in is stopped at the end."""
-    yield trained_copy
-    run_dvc(trained_copy, "queue", "stop", "--kill")
 
 
 def epochs_saved(store: Path) -> int:
