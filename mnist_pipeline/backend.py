@@ -16,19 +16,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
+from mnist_pipeline.paths import JAX_COMPILATION_CACHE
 from mnist_pipeline.stage import StageError
 
 DEFAULT_BACKEND = "tensorflow"  # unless KERAS_BACKEND or the caller says otherwise
+JAX_CACHE_MAX_BYTES = 2 << 30  # then JAX drops the least recently used programs
+XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 
 # Whether the user asked to see TensorFlow's native logging; read before Keras is
 # imported, as importing it sets TF_CPP_MIN_LOG_LEVEL itself.
 _NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 
 
-def choose_backend(backend: str, chosen_by: str = "KERAS_BACKEND") -> None:
+def choose_backend(
+    backend: str, chosen_by: str = "KERAS_BACKEND", deterministic: bool = False
+) -> None:
     """Make `backend` the one Keras will run on, before anything imports it (a cheap
     check: nothing is imported). A backend that is not installed, or another than the
-    one Keras already runs on, is a StageError naming `chosen_by` (what set it)."""
+    one Keras already runs on, is a StageError naming `chosen_by` (what set it).
+
+    On JAX, also set what JAX reads as it loads: its persistent compilation cache
+    (JAX_COMPILATION_CACHE), and with `deterministic`, XLA's deterministic GPU kernels
+    (`--xla_gpu_deterministic_ops`, no effect on a CPU); a value the user set wins."""
     imported = sys.modules.get("keras")
     if imported is not None and imported.backend.backend() != backend:
         raise StageError(
@@ -39,6 +48,12 @@ def choose_backend(backend: str, chosen_by: str = "KERAS_BACKEND") -> None:
             f"{chosen_by} = {backend!r}, but {backend} is not installed (pip install {backend})"
         )
     os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax" and "jax" not in sys.modules:
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(JAX_COMPILATION_CACHE))
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(JAX_CACHE_MAX_BYTES))
+        flags = os.environ.get("XLA_FLAGS", "")
+        if deterministic and "xla_gpu_deterministic_ops" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {XLA_DETERMINISTIC}".strip()
 
 
 def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:

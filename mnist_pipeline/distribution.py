@@ -38,3 +38,17 @@ def distribution_scope(kind: str) -> Iterator[None]:
         raise StageError(
             f"train.distribution = {kind!r} is not supported on the {backend} backend; use 'none'"
         )
+
+
+def device_line(kind: str) -> str:
+    """Where training runs, in one line: the devices and the backend."""
+    backend = keras.backend.backend()
+    if backend == "torch":  # Keras lists no devices for torch; it trains on one
+        import torch
+
+        devices = ["cuda:0" if torch.cuda.is_available() else "cpu:0"]
+    else:
+        devices = keras.distribution.list_devices()
+    if kind == "none":
+        return f"training on {devices[0]} with {backend}"
+    return f"training on {', '.join(devices)} with {backend} (data-parallel)"

@@ -20,10 +20,15 @@ MODEL_FILE = Path("models/model.keras")
 SAVED_MODEL_DIR = Path("models/saved_model")
 ONNX_FILE = Path("models/model.onnx")
 TRAINING_LOG_DIR = Path("dvclive")
+# The user's cache folder: ~/.cache/mnist-dvc-pipeline on Linux (XDG_CACHE_HOME moves it).
+USER_CACHE = Path(user_cache_dir("mnist-dvc-pipeline"))
 # Training checkpoints, one folder per run fingerprint, outside the project: DVC deletes
 # a stage's outputs before rerunning it, and a queued experiment's whole temporary copy
-# after it. ~/.cache/mnist-dvc-pipeline/checkpoints on Linux (XDG_CACHE_HOME moves it).
-CHECKPOINT_STORE = Path(user_cache_dir("mnist-dvc-pipeline")) / "checkpoints"
+# after it.
+CHECKPOINT_STORE = USER_CACHE / "checkpoints"
+# JAX's persistent compilation cache, beside them: a second run of the same model on
+# JAX loads its compiled programs instead of compiling them again.
+JAX_COMPILATION_CACHE = USER_CACHE / "jax-compilation"
 
 REPORTS_DIR = Path("reports")
 DATASET_STATS_FILE = REPORTS_DIR / "dataset_stats.json"

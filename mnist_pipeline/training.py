@@ -1,7 +1,8 @@
 """How the train stage trains: the model built and compiled (or resumed from a
-checkpoint), then one `model.fit()` over a seeded batch order, with callbacks that log
-each epoch live, checkpoint it, and (when asked) schedule the learning rate and stop
-early, every one of them resumable.
+checkpoint), then fitted over a seeded batch order (on JAX each epoch one compiled call,
+see compiled_epoch.py; elsewhere one `model.fit()`), with callbacks that log each epoch
+live, checkpoint it, and (when asked) schedule the learning rate and stop early, every
+one of them resumable.
 
 Importing this module imports Keras: the train stage chooses the backend first.
 """
@@ -12,10 +13,10 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from mnist_pipeline.checkpoint import (
     CheckpointStore,
     Layout,
 )
-from mnist_pipeline.distribution import distribution_scope
+from mnist_pipeline.distribution import device_line, distribution_scope
 from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.model import build_model, precision_note, set_precision
 from mnist_pipeline.paths import TRAINING_LOG_DIR
@@ -53,6 +54,9 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     """The shuffle of one epoch: a function of seed and epoch alone, so a resumed run
     sees the same batches as an uninterrupted one."""
     return np.random.default_rng([seed, epoch]).permutation(count)
+
+
+EpochOrder = Callable[[int], np.ndarray]  # an epoch's order of the training images
 
 
 def steps_per_epoch(count: int, batch_size: int) -> int:
@@ -82,7 +86,9 @@ class EpochBatches(keras.utils.PyDataset):
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.first_epoch, self.epochs = first_epoch, epochs
         self.batches_per_epoch = steps_per_epoch(len(labels), batch_size)
-        self._order = lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, len(labels)))
+        self.order: EpochOrder = lru_cache(maxsize=2)(
+            lambda epoch: epoch_order(seed, epoch, len(labels))
+        )
 
     def __len__(self) -> int:
         return self.batches_per_epoch * (self.epochs - self.first_epoch)
@@ -90,7 +96,7 @@ class EpochBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, batch = divmod(index, self.batches_per_epoch)
         start = batch * self.batch_size
-        rows = self._order(self.first_epoch + epoch)[start : start + self.batch_size]
+        rows = self.order(self.first_epoch + epoch)[start : start + self.batch_size]
         return self.images[rows], self.labels[rows]
 
 
@@ -229,6 +235,7 @@ def build_or_resume(
     """The compiled model, placed as train.distribution says, and the checkpoint in
     `store` it was restored from (None: a fresh model, its summary printed)."""
     with distribution_scope(params.train.distribution):
+        print(f"train: {device_line(params.train.distribution)}")
         model = compiled_model(params, train_count)
         resumed, note = store.load(checkpoint_layout(model, params.train)) if store else (None, "")
         if note:
@@ -268,18 +275,23 @@ class EpochRecord(keras.callbacks.Callback):
         params: TrainParams,
         store: CheckpointStore | None,
         stateful: dict[str, ResumableEarlyStopping | ResumablePlateau],
+        training_log: bool,
     ) -> None:
         super().__init__()
         self.history, self.store, self.stateful = history, store, stateful
         self.train_params = params  # not self.params: Keras sets that to fit()'s settings
         self.started = time.perf_counter()
-        from dvclive import Live  # here, not above: bench/gpu.py fits without DVC installed
+        self.live = None
+        if training_log:
+            from dvclive import Live  # here: bench/gpu.py fits without DVC installed
 
-        self.live = Live(str(TRAINING_LOG_DIR), dvcyaml=False, save_dvc_exp=False)
+            self.live = Live(str(TRAINING_LOG_DIR), dvcyaml=False, save_dvc_exp=False)
         for logs in history:
             self._log(logs)
 
     def _log(self, logs: dict[str, float]) -> None:
+        if self.live is None:
+            return
         for name, value in logs.items():
             split = "val" if name.startswith("val_") else "train"
             self.live.log_metric(f"{split}/{name.removeprefix('val_')}", value)
@@ -320,7 +332,8 @@ class EpochRecord(keras.callbacks.Callback):
         )
 
     def finish(self) -> None:
-        self.live.end()
+        if self.live is not None:
+            self.live.end()
 
 
 def _stateful_callbacks(
@@ -360,6 +373,21 @@ def restore(model: keras.Model, resumed: Checkpoint) -> None:
         variable.assign(value)
 
 
+# How the training steps run: Keras's model.fit() over EpochBatches, a step a call; or on
+# JAX, the data on the device, an epoch one compiled call or a batch one (compiled_epoch.py).
+Loop = Literal["keras_fit", "jax_epoch", "jax_batch"]
+
+
+def default_loop() -> Loop:
+    """On JAX, an epoch one compiled call on accelerators, a batch one on a CPU (see
+    compiled_epoch.whole_epochs); on TensorFlow and PyTorch, Keras's fit()."""
+    if keras.backend.backend() != "jax":
+        return "keras_fit"
+    from mnist_pipeline.compiled_epoch import whole_epochs
+
+    return "jax_epoch" if whole_epochs() else "jax_batch"
+
+
 @contextmanager
 def fresh_training_log() -> Iterator[None]:
     """Start the training log afresh (a resumed run replays its epochs into it), and
@@ -378,38 +406,52 @@ def fit(
     seed: int,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
-    store: CheckpointStore | None,
-    resumed: Checkpoint | None,
+    store: CheckpointStore | None = None,
+    resumed: Checkpoint | None = None,
+    *,
+    training_log: bool = True,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    loop: Loop | None = None,
 ) -> None:
     """Train `model` (compiled, and restored from `resumed` if given) for the epochs left,
-    in one `model.fit()`, checkpointing each epoch into `store` (None: no checkpoints)."""
+    checkpointing each epoch into `store` (None: no checkpoints) and logging it to the
+    DVCLive training log (`training_log`). `callbacks` run after the stage's own and
+    before its record of the epoch (a benchmark's timer). `loop`: how the steps run (None:
+    `default_loop()`)."""
     saved = resumed.callbacks if resumed is not None else {}
     history = list(resumed.history) if resumed is not None else []
     stateful = _stateful_callbacks(params, saved)
     schedule = epoch_schedule(params)
-    record = EpochRecord(history, params, store, stateful)
-    callbacks = [*([schedule] if schedule else []), *stateful.values(), record]
+    record = EpochRecord(history, params, store, stateful, training_log)
+    every = [*([schedule] if schedule else []), *stateful.values(), *callbacks, record]
     first_epoch = len(history)
     if resumed is not None and resumed.stopped_early:
         first_epoch = params.epochs
-    if first_epoch < params.epochs:
-        images, labels = train
-        batches = EpochBatches(
-            images, targets(labels, params), params.batch_size, seed, first_epoch, params.epochs
-        )
+    loop = loop or default_loop()
+    images, labels = train[0], targets(train[1], params)
+    val = (val[0], targets(val[1], params))
+    batches = EpochBatches(images, labels, params.batch_size, seed, first_epoch, params.epochs)
+    if first_epoch >= params.epochs:  # every epoch was done before: only the start and end
+        callback_list = keras.callbacks.CallbackList(every, model=model)
+        callback_list.on_train_begin()
+        callback_list.on_train_end()
+    elif loop in ("jax_epoch", "jax_batch"):
+        from mnist_pipeline.compiled_epoch import fit_compiled
+
+        fit_compiled(
+            model, (images, labels), val, params.batch_size, batches.order,
+            first_epoch, params.epochs, every, whole=loop == "jax_epoch",
+        )  # fmt: skip
+    else:
         model.fit(
             batches,
             epochs=params.epochs,
             initial_epoch=first_epoch,
             steps_per_epoch=batches.batches_per_epoch,
             shuffle=False,  # the order is EpochBatches'
-            validation_data=(val[0], targets(val[1], params)),
+            validation_data=val,
             validation_batch_size=params.batch_size,
-            callbacks=callbacks,
+            callbacks=every,
             verbose=1 if sys.stdout.isatty() else 0,
         )
-    else:  # every epoch was done before: only what fit() does at the start and the end
-        callback_list = keras.callbacks.CallbackList(callbacks, model=model)
-        callback_list.on_train_begin()
-        callback_list.on_train_end()
     record.finish()

@@ -59,7 +59,9 @@ def checkpoint_store(params: Params) -> Iterator[checkpoint.CheckpointStore | No
 
 def main() -> None:
     params = load_params("seed", "model", "train")
-    choose_backend(params.train.backend, chosen_by="train.backend")  # before Keras loads
+    choose_backend(  # before Keras loads
+        params.train.backend, chosen_by="train.backend", deterministic=params.train.deterministic
+    )
     train, val = load_split("train"), load_split("val")
     from mnist_pipeline import training  # imports Keras, on the backend chosen
     from mnist_pipeline.model import save_model
