@@ -63,50 +63,32 @@ def train_as_the_stage_does(
     params: Params,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None = None,
-    validation_batch_size: int | None = None,
     after_epoch: AfterEpoch | None = None,
+    loop: str | None = None,
 ) -> tuple[keras.Model, EpochTimes]:
-    """Train a fresh model as the train stage does, its own code called: seeded
-    (`seed_everything`), the model in its precision, built and compiled
-    (`compiled_model`, placed by `distribution_scope`), then one `fit()` over
-    `EpochBatches` of the stage's `targets`, with its learning-rate schedule, validated on
-    `val` if given (in batches of `validation_batch_size`, default train.batch_size, as
-    the stage). Left out: what the stage adds around the fit (the DVCLive log,
-    checkpoints, its printed lines, early stopping and the plateau schedule's callbacks).
+    """Train a fresh model with the train stage's own code: `seed_everything`,
+    `build_or_resume` (no checkpoint store), then `training.fit` over the seeded batches,
+    validated on `val` if given, with every callback the stage uses, the epoch timer
+    added and the DVCLive log left out. `loop`: training.fit's (None: the backend's
+    default; on JAX on a GPU, an epoch one compiled call).
 
     Returns the model and each epoch's (wall, CPU) seconds; see `epoch_timer` for
     `after_epoch`. Keras must already be imported on the chosen backend.
     """
     from mnist_pipeline import training
-    from mnist_pipeline.distribution import distribution_scope
 
-    settings = params.train
-    training.seed_everything(params.seed, settings.deterministic)
-    with distribution_scope(settings.distribution):
-        model = training.compiled_model(params, len(train[1]))
-    images, labels = train
-    batches = training.EpochBatches(
-        images,
-        training.targets(labels, settings),
-        settings.batch_size,
-        params.seed,
-        0,
-        settings.epochs,
-    )
-    validation = {}
-    if val is not None:
-        validation["validation_data"] = (val[0], training.targets(val[1], settings))
-        validation["validation_batch_size"] = validation_batch_size or settings.batch_size
-    schedule = training.epoch_schedule(settings)
+    training.seed_everything(params.seed, params.train.deterministic)
+    model, _ = training.build_or_resume(params, len(train[1]), None)
     times: EpochTimes = []
-    model.fit(
-        batches,
-        epochs=settings.epochs,
-        steps_per_epoch=batches.batches_per_epoch,
-        shuffle=False,  # the order is EpochBatches'
-        callbacks=[*([schedule] if schedule else []), epoch_timer(times, after_epoch)],
-        verbose=0,
-        **validation,
+    training.fit(
+        model,
+        params.train,
+        params.seed,
+        train,
+        val,
+        training_log=False,
+        callbacks=[epoch_timer(times, after_epoch)],
+        loop=loop,
     )
     return model, times
 

@@ -1,14 +1,15 @@
-"""Training on JAX, one compiled program per epoch: how the train stage fits on the
-JAX backend (the GPU path; on TensorFlow and PyTorch it calls `model.fit()`).
+"""Training on JAX with the data on the device: how the train stage fits on the JAX
+backend (on TensorFlow and PyTorch it calls `model.fit()`).
 
 The training images go to the device once per run, as uint8. Each epoch, the host sends
 only that epoch's seeded order (`epoch_order`, the same as the other path's batches:
-batch i of epoch e is a pure function of seed, e and i); the device gathers each batch
-by it, and every step of the epoch runs inside one compiled call: Keras's own stateless
-`train_step` (the model's `stateless_call`, the loss, `optimizer.stateless_apply`) in a
-`jax.lax.scan` over the full batches, then the smaller last batch. The loss and the
-metrics are summed on the device in Keras's metric variables and read once an epoch;
-validation is one compiled call too. Between epochs the state is written back into the
+batch i of epoch e is a pure function of seed, e and i), and the device gathers each
+batch by it. On an accelerator every step of the epoch runs inside one compiled call:
+Keras's own stateless `train_step` (the model's `stateless_call`, the loss,
+`optimizer.stateless_apply`) in a `jax.lax.scan` over the full batches, then the
+smaller last batch; on a CPU, one compiled call a batch (see `whole_epochs`). The loss
+and the metrics are summed on the device in Keras's metric variables and read once an
+epoch; validation runs the same way. Between epochs the state is written back into the
 model's variables, so the callbacks (the training log, checkpoints, schedules, early
 stopping) see and change the model exactly as under `model.fit()`.
 
@@ -38,7 +39,7 @@ State = tuple[list[jax.Array], ...]  # the variables a step reads and returns, a
 def fit_compiled(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     batch_size: int,
     epoch_order: EpochOrder,
     first_epoch: int,
@@ -48,17 +49,18 @@ def fit_compiled(
 ) -> None:
     """Train the compiled `model` (its optimizer built) on `train` from `first_epoch` to
     `epochs` (a callback may stop it sooner), in batches of `batch_size` taken in
-    `epoch_order(epoch)`, validating on `val` after each epoch, as `model.fit()` would
+    `epoch_order(epoch)`, validating on `val` (if given) after each epoch, as `model.fit()` would
     with the same batches and `callbacks`. `whole`: each epoch one compiled call (None:
     where `whole_epochs()` says)."""
     whole = whole_epochs() if whole is None else whole
     model._symbolic_build(data_batch=(train[0][:1], train[1][:1]))  # metrics' variables
     on_device = _placement()
     images, labels = on_device(train[0]), on_device(train[1])
-    val_images, val_labels = on_device(val[0]), on_device(val[1])
-    val_order = on_device(np.arange(len(val[1]), dtype="int32"))
     train_epoch = _compiled_pass(model, model.train_step, len(train[1]), batch_size, whole)
-    validate = _compiled_pass(model, model.test_step, len(val[1]), batch_size, whole)
+    if val is not None:
+        val_images, val_labels = on_device(val[0]), on_device(val[1])
+        val_order = on_device(np.arange(len(val[1]), dtype="int32"))
+        validate = _compiled_pass(model, model.test_step, len(val[1]), batch_size, whole)
 
     callback_list = keras.callbacks.CallbackList(list(callbacks), model=model)
     model.stop_training = False
@@ -71,10 +73,11 @@ def fit_compiled(
         state = train_epoch(_state(model, optimizer=True), images, labels, order)
         _write_back(model, state, optimizer=True)
         logs = _metrics(model)
-        model.reset_metrics()
-        state = validate(_state(model, optimizer=False), val_images, val_labels, val_order)
-        _write_back(model, state, optimizer=False)
-        logs |= {f"val_{name}": value for name, value in _metrics(model).items()}
+        if val is not None:
+            model.reset_metrics()
+            state = validate(_state(model, optimizer=False), val_images, val_labels, val_order)
+            _write_back(model, state, optimizer=False)
+            logs |= {f"val_{name}": value for name, value in _metrics(model).items()}
         callback_list.on_epoch_end(epoch, logs)
         if model.stop_training:
             break

@@ -405,7 +405,7 @@ def fit(
     params: TrainParams,
     seed: int,
     train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     store: CheckpointStore | None = None,
     resumed: Checkpoint | None = None,
     *,
@@ -414,7 +414,7 @@ def fit(
     loop: Loop | None = None,
 ) -> None:
     """Train `model` (compiled, and restored from `resumed` if given) for the epochs left,
-    checkpointing each epoch into `store` (None: no checkpoints) and logging it to the
+    validating on `val` after each (None: not at all; a benchmark's choice), checkpointing each epoch into `store` (None: no checkpoints) and logging it to the
     DVCLive training log (`training_log`). `callbacks` run after the stage's own and
     before its record of the epoch (a benchmark's timer). `loop`: how the steps run (None:
     `default_loop()`)."""
@@ -429,7 +429,7 @@ def fit(
         first_epoch = params.epochs
     loop = loop or default_loop()
     images, labels = train[0], targets(train[1], params)
-    val = (val[0], targets(val[1], params))
+    val = None if val is None else (val[0], targets(val[1], params))
     batches = EpochBatches(images, labels, params.batch_size, seed, first_epoch, params.epochs)
     if first_epoch >= params.epochs:  # every epoch was done before: only the start and end
         callback_list = keras.callbacks.CallbackList(every, model=model)
