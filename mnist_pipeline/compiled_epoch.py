@@ -45,15 +45,15 @@ def fit_compiled(
     first_epoch: int,
     epochs: int,
     callbacks: Sequence[keras.callbacks.Callback],
-    whole: bool | None = None,
+    whole: bool,
 ) -> None:
     """Train the compiled `model` (its optimizer built) on `train` from `first_epoch` to
     `epochs` (a callback may stop it sooner), in batches of `batch_size` taken in
-    `epoch_order(epoch)`, validating on `val` (if given) after each epoch, as `model.fit()` would
-    with the same batches and `callbacks`. `whole`: each epoch one compiled call (None:
-    where `whole_epochs()` says)."""
-    whole = whole_epochs() if whole is None else whole
-    model._symbolic_build(data_batch=(train[0][:1], train[1][:1]))  # metrics' variables
+    `epoch_order(epoch)`, validating on `val` (if given) after each epoch, as
+    `model.fit()` would with the same batches and `callbacks`. `whole`: each epoch one
+    compiled call, else one a batch (`whole_epochs()` says which fits the device)."""
+    # Keras builds the metrics' variables on a first batch; a compiled step cannot.
+    model._symbolic_build(data_batch=(train[0][:1], train[1][:1]))
     on_device = _placement()
     images, labels = on_device(train[0]), on_device(train[1])
     train_epoch = _compiled_pass(model, model.train_step, len(train[1]), batch_size, whole)
@@ -118,7 +118,7 @@ def _compiled_pass(
 
     @partial(jax.jit, donate_argnums=0, static_argnums=5)
     def batch_at(state: State, images: jax.Array, labels: jax.Array, order: jax.Array,
-                 start: jax.Array, length: int) -> State:  # fmt: skip
+                 start: int, length: int) -> State:  # fmt: skip
         return one_batch(state, images, labels, jax.lax.dynamic_slice(order, (start,), (length,)))
 
     def batch_by_batch(

@@ -414,10 +414,10 @@ def fit(
     loop: Loop | None = None,
 ) -> None:
     """Train `model` (compiled, and restored from `resumed` if given) for the epochs left,
-    validating on `val` after each (None: not at all; a benchmark's choice), checkpointing each epoch into `store` (None: no checkpoints) and logging it to the
-    DVCLive training log (`training_log`). `callbacks` run after the stage's own and
-    before its record of the epoch (a benchmark's timer). `loop`: how the steps run (None:
-    `default_loop()`)."""
+    validating on `val` after each (None: not at all, a benchmark's choice), checkpointing
+    each into `store` (None: no checkpoints) and logging it to the DVCLive training log
+    (`training_log`). `callbacks` run after the stage's own and before its record of the
+    epoch (a benchmark's timer). `loop`: how the steps run (None: `default_loop()`)."""
     saved = resumed.callbacks if resumed is not None else {}
     history = list(resumed.history) if resumed is not None else []
     stateful = _stateful_callbacks(params, saved)
