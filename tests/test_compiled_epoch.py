@@ -96,10 +96,17 @@ def jax_copy(trained_project: Path, folder: Path, changes: dict) -> Path:
     return root
 
 
+# How close the logged metrics of the three loops are: in bfloat16 a validation image or
+# two may fall on the other side (0.778 against 0.777 in one epoch of this run).
+LOGS_TOLERANCE = {"float32": 1e-4, "mixed_bfloat16": 2e-3}
+
+
+@pytest.mark.parametrize("precision", list(LOGS_TOLERANCE))
 def test_an_epoch_in_one_compiled_call_trains_the_weights_that_keras_fit_does(
-    trained_project, tmp_path
+    trained_project, tmp_path, precision
 ):
-    root = jax_copy(trained_project, tmp_path / "project", {"train": {"epochs": 1}})
+    changes = {"train": {"epochs": 1, "precision": precision}}
+    root = jax_copy(trained_project, tmp_path / "project", changes)
     done = subprocess.run(
         [sys.executable, "-c", THREE_LOOPS],
         cwd=root,
@@ -114,7 +121,7 @@ def test_an_epoch_in_one_compiled_call_trains_the_weights_that_keras_fit_does(
     assert found["jax_epoch"]["max_weight_difference"] <= 1e-4  # the steps fused in one loop
     expected = found["keras_fit"]["logs"]
     for loop in ("jax_batch", "jax_epoch"):
-        assert found[loop]["logs"] == pytest.approx(expected, rel=1e-4)
+        assert found[loop]["logs"] == pytest.approx(expected, rel=LOGS_TOLERANCE[precision])
     assert set(expected) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
 
 
