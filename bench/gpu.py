@@ -136,9 +136,16 @@ def fit_once(spec: str, data: dict[str, np.ndarray]) -> dict:
     return record
 
 
+def group_runs(name: str) -> list[str]:
+    """The run specs of one group, each with the group's train.deterministic."""
+    runs, deterministic, _ = GROUPS[name]
+    setting = f"+train.deterministic={str(deterministic).lower()}"
+    return [run + setting + at + loop for run, at, loop in (s.partition("@") for s in runs)]
+
+
 def run_group(name: str, data_file: Path) -> None:
     """One group's runs in this process (its environment set by `run_all`)."""
-    runs, deterministic, _ = GROUPS[name]
+    runs, deterministic = group_runs(name), GROUPS[name][1]
     with np.load(data_file) as archive:
         data = {key: archive[key] for key in archive.files}
     from mnist_pipeline.backend import choose_backend, import_keras
@@ -148,7 +155,6 @@ def run_group(name: str, data_file: Path) -> None:
     devices = keras.distribution.list_devices()
     print(json.dumps({"group": name, "devices": devices}), flush=True)
     for spec in runs:
-        spec += f"+train.deterministic={str(deterministic).lower()}"
         print(json.dumps({"group": name, **fit_once(spec, data)}), flush=True)
 
 
@@ -204,8 +210,8 @@ def main() -> None:
     if args.command == "pack":
         pack(args.out)
     elif args.command == "all":
-        for runs, *_ in GROUPS.values():
-            for spec in runs:
+        for name in GROUPS:
+            for spec in group_runs(name):
                 run_params(spec)  # a bad spec fails before any training
         run_all(args.data, args.out, args.only)
     else:
