@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnist_pipeline import download
@@ -392,6 +393,20 @@ def training_results(root: Path) -> tuple[bytes, bytes]:
     return (root / "reports/metrics.json").read_bytes(), (
         root / "dvclive/metrics.json"
     ).read_bytes()
+
+
+def trained_weights(root: Path) -> list[np.ndarray]:
+    """The weights of the model the train stage saved in the project at `root`."""
+    from mnist_pipeline.backend import import_keras
+
+    keras = import_keras()
+    return keras.saving.load_model(root / "models/model.keras").get_weights()
+
+
+def assert_same_weights(root: Path, expected: list[np.ndarray]) -> None:
+    """The model the train stage saved at `root` has exactly the weights `expected`."""
+    for found, wanted in zip(trained_weights(root), expected, strict=True):
+        assert np.array_equal(found, wanted)
 
 
 def training_log_files(root: Path) -> dict[str, bytes]:

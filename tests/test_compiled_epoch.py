@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_pipeline.backend import import_keras
-
 from .helpers import (
+    assert_same_weights,
     copy_project,
     in_background,
     project_env,
     read_until,
     run_script,
     set_params,
+    trained_weights,
     training_log_files,
 )
 
@@ -83,11 +83,6 @@ print(json.dumps({
 """
 
 
-def weights(root: Path) -> list[np.ndarray]:
-    keras = import_keras()
-    return keras.saving.load_model(root / "models/model.keras").get_weights()
-
-
 def jax_copy(trained_project: Path, folder: Path, changes: dict) -> Path:
     """A copy of the trained project, JAX_RUN's params with `changes`."""
     root = shutil.copytree(trained_project, folder, symlinks=True)
@@ -141,7 +136,7 @@ def uninterrupted(trained_project, tmp_path_factory) -> tuple[dict[str, bytes], 
     assert [float(row.split("\t")[-1]) for row in rates[1:]] == pytest.approx(RATES, rel=1e-6)
     cached = folder / "user-cache/mnist-dvc-pipeline/jax-compilation"
     assert any(cached.glob("jit_batch_at-*-cache"))  # the compiled steps, kept for next time
-    return training_log_files(root), weights(root)
+    return training_log_files(root), trained_weights(root)
 
 
 def test_a_jax_run_logs_each_epoch_live_and_resumes_byte_identical_after_a_kill(
@@ -163,8 +158,7 @@ def test_a_jax_run_logs_each_epoch_live_and_resumes_byte_identical_after_a_kill(
     assert "train: epoch 1/16" not in resumed.stdout
     assert "train: stopped early after epoch 14" in resumed.stdout
     assert training_log_files(root) == expected_log
-    for resumed_weights, uninterrupted_weights in zip(weights(root), expected_weights, strict=True):
-        assert np.array_equal(resumed_weights, uninterrupted_weights)
+    assert_same_weights(root, expected_weights)
 
 
 def test_a_second_jax_run_of_the_same_model_compiles_nothing_new(

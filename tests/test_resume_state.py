@@ -16,21 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_pipeline.backend import import_keras
-
-from .helpers import in_background, read_until, run_script, set_params, training_log_files
+from .helpers import (
+    assert_same_weights,
+    in_background,
+    read_until,
+    run_script,
+    set_params,
+    trained_weights,
+    training_log_files,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def weights(root: Path) -> list[np.ndarray]:
-    keras = import_keras()
-    return keras.saving.load_model(root / "models/model.keras").get_weights()
-
-
-def assert_same_weights(root: Path, expected: list[np.ndarray]) -> None:
-    for resumed_weights, uninterrupted_weights in zip(weights(root), expected, strict=True):
-        assert np.array_equal(resumed_weights, uninterrupted_weights)
 
 
 def kill_train_at(root: Path, line: str) -> None:
@@ -65,7 +61,7 @@ def uninterrupted(trained_project, tmp_path_factory) -> tuple[dict[str, bytes], 
     assert "train: stopped early after epoch 6" in run.stdout  # see CALLBACKS
     log = training_log_files(root)
     assert b"learning_rate" in log["metrics.json"]  # the schedule's rate is logged
-    return log, weights(root)
+    return log, trained_weights(root)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +113,7 @@ def test_killed_run_with_augmentation_batch_norm_and_one_cycle_resumes_byte_iden
     set_params(trained_copy, MODEL_FAMILY)
     whole = run_script(trained_copy, "train")
     assert whole.returncode == 0, whole.stderr
-    expected_log, expected_weights = training_log_files(trained_copy), weights(trained_copy)
+    expected_log, expected_weights = training_log_files(trained_copy), trained_weights(trained_copy)
     assert b"learning_rate" in expected_log["metrics.json"]  # one_cycle's rate is logged too
     kill_train_at(trained_copy, "train: epoch 1/3")
     resumed = run_script(trained_copy, "train")
