@@ -139,23 +139,22 @@ def whole_epochs() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def _state(model: keras.Model, optimizer: bool) -> State:
+def _owners(model: keras.Model, optimizer: bool) -> list[list[keras.Variable]]:
     """The variables Keras's train_step (optimizer=True) or test_step takes, in its order."""
-    state = [[v.value for v in model.trainable_variables]]
-    state.append([v.value for v in model.non_trainable_variables])
-    if optimizer:
-        state.append([v.value for v in model.optimizer.variables])
-    state.append([v.value for v in model.metrics_variables])
-    return tuple(state)
-
-
-def _write_back(model: keras.Model, state: State, optimizer: bool) -> None:
-    """Put a step's returned state back into the model's variables (`_state`'s order)."""
     owners = [model.trainable_variables, model.non_trainable_variables]
     if optimizer:
         owners.append(model.optimizer.variables)
-    owners.append(model.metrics_variables)
-    for variables, values in zip(owners, state, strict=True):
+    return [*owners, model.metrics_variables]
+
+
+def _state(model: keras.Model, optimizer: bool) -> State:
+    """The current values of `_owners`, as a step takes them."""
+    return tuple([v.value for v in variables] for variables in _owners(model, optimizer))
+
+
+def _write_back(model: keras.Model, state: State, optimizer: bool) -> None:
+    """Put a step's returned state back into the variables it came from (`_owners`)."""
+    for variables, values in zip(_owners(model, optimizer), state, strict=True):
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
 
