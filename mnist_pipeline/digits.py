@@ -10,10 +10,16 @@ decodes itself (never EPS, which would run Ghostscript), at most MAX_PIXELS pixe
 (checked from the header, before decoding), the first frame only, and shrunk to
 WORKING_SIDE pixels a side before any arithmetic. Every image that cannot be made into
 a digit gives a ValueError with a one-line message.
+
+What arrives over the network is held tighter (`drawing_to_mnist`, for the server's
+drawing page): PNG only, whose decoding costs time in proportion to its pixels (a
+progressive JPEG can make each of its pixels cost hundreds of times over), and at most
+DRAWING_MAX_PIXELS of them: a digit drawn on a screen is well under a megapixel.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 import zlib
@@ -30,32 +36,56 @@ from mnist_pipeline.mnist import IMAGE_SIZE
 DIGIT_BOX = 20  # the longer side of the digit's bounding box, in pixels
 INK_THRESHOLD = 0.2  # a pixel belongs to the digit above this fraction of the darkest ink
 MAX_PIXELS = 50_000_000  # larger images are refused: a 50-megapixel photo is the most
+DRAWING_MAX_PIXELS = 2048 * 2048  # a drawing sent to the server: a screen's worth at most
 WORKING_SIDE = 1024  # larger images are shrunk to this longer side first
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # decoded by Pillow itself
 FORMAT_NAMES = "PNG, JPEG, BMP, GIF or WebP"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")  # no fixed white level
 
 # What Pillow raises for a file that is broken in the middle, besides OSError.
 _BROKEN = (SyntaxError, EOFError, IndexError, TypeError, ValueError, struct.error, zlib.error)
 
 
-def read_image(path: Path | BinaryIO) -> Image.Image:
+def read_image(
+    path: Path | BinaryIO, formats: tuple[str, ...] = FORMATS, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
     """The first frame of an image file (a path, or a binary file object such as a
-    request's body), at most WORKING_SIDE pixels a side; raise ValueError saying why it
-    cannot be read."""
-    with _read_errors():
-        image = _open(path)
+    request's body) in one of `formats`, of at most `max_pixels`, shrunk to at most
+    WORKING_SIDE pixels a side; raise ValueError saying why it cannot be read."""
+    with _read_errors(formats):
+        image = _open(path, formats)
     with image:
         width, height = image.size
-        if width * height > MAX_PIXELS:
+        if width * height > max_pixels:
             raise ValueError(
                 f"image too large: {width}x{height} is {width * height:,} pixels, "
-                f"over the limit of {MAX_PIXELS:,}"
+                f"over the limit of {max_pixels:,}"
             )
-        with _read_errors():
+        with _read_errors(formats):
             image.draft(None, _fitted(image.size))  # JPEG: decode at 1/2 to 1/8 scale
             image.load()
         return _workable(image)
+
+
+def drawing_to_mnist(png: bytes) -> np.ndarray:
+    """The MNIST-style digit of a drawing sent as PNG bytes (see the module's note); raise
+    ValueError saying why there is none."""
+    return to_mnist(read_image(io.BytesIO(png), ("PNG",), DRAWING_MAX_PIXELS))
+
+
+def check_drawing_size(png: bytes) -> None:
+    """Raise ValueError unless `png` starts as a PNG of at most DRAWING_MAX_PIXELS: read
+    from its first 24 bytes (the signature, then the IHDR chunk a PNG must begin with),
+    so that a decompression bomb costs nothing to refuse."""
+    if png[:8] != PNG_SIGNATURE or png[12:16] != b"IHDR" or len(png) < 24:
+        raise ValueError("not a readable image: not a PNG file")
+    width, height = struct.unpack(">II", png[16:24])
+    if width * height > DRAWING_MAX_PIXELS:
+        raise ValueError(
+            f"image too large: {width}x{height} is {width * height:,} pixels, "
+            f"over the limit of {DRAWING_MAX_PIXELS:,}"
+        )
 
 
 def to_mnist(image: Image.Image) -> np.ndarray:
@@ -97,19 +127,19 @@ def to_mnist(image: Image.Image) -> np.ndarray:
     return np.clip(canvas, 0, 255).round().astype(np.uint8)
 
 
-def _open(path: Path | BinaryIO) -> Image.Image:
-    """Open an image of one of FORMATS lazily: only its header is read. Pillow's own pixel
+def _open(path: Path | BinaryIO, formats: tuple[str, ...]) -> Image.Image:
+    """Open an image of one of `formats` lazily: only its header is read. Pillow's own pixel
     check is off meanwhile, as read_image's is stricter and says the width and height
     (not thread-safe, like Pillow's setting itself)."""
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        return Image.open(path, formats=list(FORMATS))
+        return Image.open(path, formats=list(formats))
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 
 
 @contextmanager
-def _read_errors() -> Iterator[None]:
+def _read_errors(formats: tuple[str, ...]) -> Iterator[None]:
     """The file system's and Pillow's errors in the block as ValueErrors with one-line
     messages; Pillow's decompression bomb warning is one of them."""
     try:
@@ -123,7 +153,8 @@ def _read_errors() -> Iterator[None]:
     except PermissionError:
         raise ValueError("permission denied") from None
     except UnidentifiedImageError:
-        raise ValueError(f"not a readable image: not a {FORMAT_NAMES} file") from None
+        names = FORMAT_NAMES if formats == FORMATS else " or ".join(formats)
+        raise ValueError(f"not a readable image: not a {names} file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(f"image too large: {_one_line(error)}") from None
     except (OSError, *_BROKEN) as error:

@@ -1,66 +1,81 @@
-"""`mnist-pipeline serve`: the exported SavedModel behind TF Serving's REST API, and a
-page at / where you draw a digit.
+"""`mnist-pipeline serve`: the exported model behind the two protocols clients already
+use, TF Serving's REST API (mnist_pipeline.tf_serving) and the Open Inference Protocol,
+KServe's V2 (mnist_pipeline.open_inference), and a page at / where you draw a digit.
 
-    mnist-pipeline serve                      # http://127.0.0.1:8501, like TF Serving
-    curl -d '{"instances": [...]}' localhost:8501/v1/models/mnist:predict
-
-The API is TF Serving's, so a client written against this server works unchanged
-against `tensorflow/serving` loading the same models/saved_model (docs/serving.md):
-
-- GET  /v1/models/mnist            the model's status (version 1, AVAILABLE)
-- GET  /v1/models/mnist/metadata   its signature: uint8 `images` (-1, 28, 28, 1) in,
-                                   float32 `probabilities` (-1, 10) out
-- POST /v1/models/mnist:predict    {"instances": [image, ...]} -> {"predictions": [...]};
-                                   {"inputs": images} -> {"outputs": [...]}, as TF Serving
-  (also under /versions/1; an image is 28 rows of 28 [pixel] lists, integers 0-255, or
-  {"images": image}; a bad request is {"error": "..."} with status 400, as TF Serving's)
+    mnist-pipeline serve                    # http://127.0.0.1:8501, like TF Serving
+    mnist-pipeline serve --runtime onnx     # the ONNX copy in ONNX Runtime: no TensorFlow
+    curl --json @digit.json localhost:8501/v1/models/mnist:predict
 
 The page (mnist_pipeline/page/, served from this process alone: no CDN, works offline)
 posts the drawing as a PNG to POST /api/digit, which makes it MNIST-style with the very
 code `mnist-pipeline predict` uses on image files (mnist_pipeline.digits) and answers
 {"digit", "probabilities", "image": the 28x28 the model saw}.
 
-Requests are bounded: bodies up to MAX_BODY_BYTES (413 beyond), a
-connection idle for IDLE_TIMEOUT_S is closed, at most MAX_CONNECTIONS at once, and
-WORKER_THREADS handle them; slow clients are read by one I/O thread (waitress's) and
-hold no worker. Requests that arrive together are predicted as one batch.
+What arrives over the network is bounded (docs/serving.md, "Holding under abuse"):
+
+- a body over MAX_BODY_BYTES is refused (413); a request's headers must be in within
+  HEADERS_DEADLINE_S of its first byte, its body within BODY_DEADLINE_S of its headers
+  (408 and closed, however steadily the bytes trickle); a connection idle for
+  IDLE_TIMEOUT_S is closed. One I/O thread (waitress's) reads every connection, up to
+  MAX_CONNECTIONS at once, so a slow client holds none of the WORKER_THREADS;
+- drawings are PNG only, of at most DRAWING_MAX_PIXELS, read in DRAWING_WORKERS
+  processes of their own: one not read within DRAWING_DEADLINE_S is stopped (the
+  process killed) and answered 503, as are drawings beyond DRAWING_WORKERS +
+  DRAWING_WAITING at once;
+- bound to this machine (the default), only loopback Host names are answered (421), so
+  a web page on a rebound DNS name cannot read it; a cross-site request (its Origin or
+  Sec-Fetch-Site) is refused (403); a POST's Content-Type must be its endpoint's (415):
+  a browser can send no cross-site request that passes. Another interface needs
+  --allow-remote, and prints a warning.
+
+Requests that arrive together are predicted as one batch.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import ipaddress
 import json
 import logging
+import multiprocessing
 import queue
+import resource
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 
-from mnist_pipeline.arrays import IMAGE_SHAPE
-from mnist_pipeline.backend import native_stderr_silenced
-from mnist_pipeline.digits import read_image, to_mnist
-from mnist_pipeline.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME, saved_model_predictor
-from mnist_pipeline.mnist import NUM_CLASSES
-from mnist_pipeline.paths import SAVED_MODEL_DIR
+from mnist_pipeline import open_inference, tf_serving
+from mnist_pipeline.digits import check_drawing_size, drawing_to_mnist
+from mnist_pipeline.paths import ONNX_FILE, SAVED_MODEL_DIR
+from mnist_pipeline.serving_inputs import BadRequest
 from mnist_pipeline.stage import StageError, printable
 
 MODEL_NAME = "mnist"
+SERVER_NAME = "mnist-pipeline"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 MAX_BODY_BYTES = 4 * 1024 * 1024  # about 1,000 images as JSON; 413 {"error"} beyond
 # Bodies over twice that are cut off by waitress as they arrive (a plain 413, and the
 # connection closed): the most a request can make the server read.
 HARD_BODY_LIMIT = 2 * MAX_BODY_BYTES
-IDLE_TIMEOUT_S = 15
-MAX_CONNECTIONS = 100
+HEADERS_DEADLINE_S = 10  # from a request's first byte (or a connection's opening)
+BODY_DEADLINE_S = 30  # from the end of its headers: 4 MiB at 140 KB/s
+IDLE_TIMEOUT_S = 15  # between requests on a kept-alive connection
+MAX_CONNECTIONS = 1000
 WORKER_THREADS = 8
 MAX_BATCH = 256  # images predicted together, at most (one larger request runs alone)
+DRAWING_WORKERS = 2  # processes reading drawings: the cores of a small machine
+DRAWING_WAITING = 2  # drawings that may wait for one; more at once are answered 503
+DRAWING_DEADLINE_S = 2.0  # a 2048x2048 drawing takes about 0.2 s on the 2-core machine
 PAGE_DIR = Path(__file__).parent / "page"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -74,21 +89,39 @@ PAGE_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("Cache-Control", "no-cache"),
 ]
+JSON = "application/json"
+# Each runtime: the V2 platform name, and how its predictor loads (imported when chosen).
+RUNTIMES = {"savedmodel": "tensorflow_savedmodel", "onnx": "onnxruntime_onnx"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default="savedmodel",
+        help="savedmodel (default): TensorFlow runs the SavedModel; onnx: ONNX Runtime runs "
+        "the ONNX copy, without TensorFlow",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help=f"--runtime savedmodel: a SavedModel's version folders (default: {SAVED_MODEL_DIR})",
+    )
+    parser.add_argument(
+        "--onnx-file", type=Path, help=f"--runtime onnx: the ONNX model (default: {ONNX_FILE})"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than this machine's loopback: every machine that reaches it "
+        "can use the model, without authentication",
+    )
     parser.add_argument(
         "--port",
         type=int,
         default=DEFAULT_PORT,
         help=f"default: {DEFAULT_PORT}; 0 picks a free one",
-    )
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=SAVED_MODEL_DIR,
-        help=f"a SavedModel's version folders (default: {SAVED_MODEL_DIR}, the export stage's)",
     )
     parser.add_argument(
         "--max-batch",
@@ -97,14 +130,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"most images predicted together from waiting requests (default: {MAX_BATCH}; "
         "1: one request at a time)",
     )
-
-
-class BadRequest(Exception):
-    """A request the client must fix: answered {"error": message} with `status`."""
-
-    def __init__(self, message: str, status: str = "400 Bad Request") -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Batcher:
@@ -140,125 +165,129 @@ class Batcher:
                 start += len(images)
 
 
-def images_from_json(value: Any, what: str) -> np.ndarray:
-    """`value` (nested lists) as uint8 images (N, 28, 28, 1); BadRequest if it is not."""
-    expected = f"{what} must be images of 28 rows of 28 [pixel] lists, integers 0-255"
-    if value == []:
-        raise BadRequest(f"{what} holds no image")
-    try:
-        array = np.array(value)
-    except (ValueError, TypeError, OverflowError):  # ragged lists
-        raise BadRequest(f"{expected}; the lists are not all the same length") from None
-    if array.dtype.kind not in "iu":
-        kinds = {"f": "numbers with fractions", "b": "true or false", "U": "strings"}
-        raise BadRequest(f"{expected}; found {kinds.get(array.dtype.kind, 'other values')}")
-    if array.shape[1:] != IMAGE_SHAPE:
-        shape = "x".join(map(str, array.shape[1:]))
-        found = f"an image shaped {shape}" if shape else "numbers, not images"
-        raise BadRequest(f"{expected}; found {found}")
-    if array.min() < 0 or array.max() > 255:
-        raise BadRequest(f"{expected}; found {array.min() if array.min() < 0 else array.max()}")
-    return array.astype(np.uint8)
+class DrawingReader:
+    """Makes drawings (PNG bytes) MNIST-style in processes of their own, so that no
+    drawing holds a worker thread, the server's memory or a core for longer than
+    DRAWING_DEADLINE_S: one that takes longer has its process killed (and replaced)."""
+
+    def __init__(self) -> None:
+        import pebble
+
+        self._pebble = pebble
+        # spawn: the processes start clean, not as copies of a server holding TensorFlow
+        context = multiprocessing.get_context("spawn")
+        self._pool = pebble.ProcessPool(max_workers=DRAWING_WORKERS, context=context)
+        self._slots = threading.BoundedSemaphore(DRAWING_WORKERS + DRAWING_WAITING)
+
+    def __call__(self, png: bytes) -> np.ndarray:
+        try:
+            check_drawing_size(png)  # a bomb is refused here, taking no process
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        if not self._slots.acquire(blocking=False):
+            raise BadRequest(
+                f"busy: {DRAWING_WORKERS + DRAWING_WAITING} drawings are being read; "
+                "try again in a moment",
+                "503 Service Unavailable",
+            )
+        try:
+            future = self._pool.submit(drawing_to_mnist, DRAWING_DEADLINE_S, png)
+            try:  # the deadline counts the wait for a process too
+                return future.result(timeout=DRAWING_DEADLINE_S)
+            except TimeoutError:
+                future.cancel()  # kills the process if it is still reading
+                raise BadRequest(
+                    f"the drawing took over {DRAWING_DEADLINE_S:g} s to read; send a smaller PNG",
+                    "503 Service Unavailable",
+                ) from None
+            except ValueError as error:
+                raise BadRequest(str(error)) from None
+            except self._pebble.ProcessExpired as error:
+                raise BadRequest(
+                    f"the drawing could not be read ({printable(str(error), 80)})",
+                    "503 Service Unavailable",
+                ) from None
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self._pool.stop()
 
 
-def parse_predict(body: bytes) -> tuple[np.ndarray, str]:
-    """The images of a TF Serving predict request and the key its answer goes under:
-    'predictions' for the row format (instances), 'outputs' for the columnar (inputs)."""
-    try:
-        request = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise BadRequest(f"the body is not JSON: {error}") from None
-    if not isinstance(request, dict):
-        raise BadRequest('the body must be a JSON object with "instances" or "inputs"')
-    signature = request.get("signature_name", SIGNATURE_NAME)
-    if signature != SIGNATURE_NAME:
-        shown = printable(str(signature), 60)
-        raise BadRequest(f'signature_name "{shown}" not found; the model has "{SIGNATURE_NAME}"')
-    if ("instances" in request) == ("inputs" in request):
-        raise BadRequest('the body must hold one of "instances" (rows) or "inputs" (columns)')
-    if "instances" in request:
-        instances = request["instances"]
-        if not isinstance(instances, list):
-            raise BadRequest('"instances" must be a list of images')
-        if instances and all(isinstance(row, dict) for row in instances):
-            instances = [named(row, "an instance") for row in instances]
-        return images_from_json(instances, '"instances"'), "predictions"
-    inputs = request["inputs"]
-    if isinstance(inputs, dict):
-        inputs = named(inputs, '"inputs"')
-    return images_from_json(inputs, '"inputs"'), "outputs"
+@dataclass
+class Route:
+    """An endpoint: what it answers with, and the Content-Types its POST body may have."""
+
+    answer: Callable[[bytes, dict], Any]
+    media_types: tuple[str, ...] = ()
 
 
-def named(value: dict, what: str) -> Any:
-    """The one input of a named-input dict: {"images": ...}."""
-    if set(value) != {INPUT_NAME}:
-        keys = ", ".join(f'"{printable(str(key), 40)}"' for key in list(value)[:5])
-        raise BadRequest(f'{what} names the input "{INPUT_NAME}" only; found {keys or "none"}')
-    return value[INPUT_NAME]
+@dataclass
+class Raw:
+    """An answer that is not plain JSON: its body and headers."""
 
-
-def model_status() -> dict:
-    ok = {"error_code": "OK", "error_message": ""}
-    return {"model_version_status": [{"version": "1", "state": "AVAILABLE", "status": ok}]}
-
-
-def model_metadata() -> dict:
-    def tensor(name: str, dtype: str, shape: tuple[int, ...]) -> dict:
-        dims = [{"size": str(size), "name": ""} for size in shape]
-        return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
-
-    signature = {
-        "inputs": {
-            INPUT_NAME: tensor(f"{SIGNATURE_NAME}_{INPUT_NAME}:0", "DT_UINT8", (-1, *IMAGE_SHAPE))
-        },
-        "outputs": {
-            OUTPUT_NAME: tensor("StatefulPartitionedCall:0", "DT_FLOAT", (-1, NUM_CLASSES))
-        },
-        "method_name": "tensorflow/serving/predict",
-    }
-    return {
-        "model_spec": {"name": MODEL_NAME, "signature_name": "", "version": "1"},
-        "metadata": {"signature_def": {"signature_def": {SIGNATURE_NAME: signature}}},
-    }
-
-
-def page_files() -> dict[str, Path]:
-    """The drawing page's files by URL path: / is index.html."""
-    files = {f"/{path.name}": path for path in PAGE_DIR.iterdir() if path.suffix in CONTENT_TYPES}
-    files["/"] = PAGE_DIR / "index.html"
-    return files
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class App:
-    """The WSGI application: routes, JSON in and out, errors as {"error": ...}."""
+    """The WSGI application: who may ask, routes, JSON in and out, errors as {"error"}."""
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int) -> None:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        max_batch: int,
+        platform: str,
+        loopback_only: bool = True,
+    ) -> None:
         self.predict = Batcher(predict, max_batch)
-        self.drawn_digit(_bar_png())  # so the first request pays for no first-call setup
+        self.loopback_only = loopback_only
+        self.read_drawing = DrawingReader()
+        self.drawn_digit(_bar_png(), {})  # starts the drawing processes before any request
         self.pages = {
             url: (path.read_bytes(), CONTENT_TYPES[path.suffix])
             for url, path in page_files().items()
         }
-        model = f"/v1/models/{MODEL_NAME}"
-        self.routes: dict[tuple[str, str], Callable[[bytes], Any]] = {
-            ("GET", model): lambda _: model_status(),
-            ("GET", f"{model}/versions/1"): lambda _: model_status(),
-            ("GET", f"{model}/metadata"): lambda _: model_metadata(),
-            ("GET", f"{model}/versions/1/metadata"): lambda _: model_metadata(),
-            ("POST", f"{model}:predict"): self.tf_serving_predict,
-            ("POST", f"{model}/versions/1:predict"): self.tf_serving_predict,
-            ("POST", "/api/digit"): self.drawn_digit,
+        v1, v2 = f"/v1/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}"
+        status, v1_metadata = tf_serving.model_status(), tf_serving.model_metadata(MODEL_NAME)
+        server = open_inference.server_metadata(SERVER_NAME, package_version("mnist-dvc-pipeline"))
+        v2_metadata = open_inference.model_metadata(MODEL_NAME, platform)
+        ready = {"name": MODEL_NAME, "ready": True}
+        predict_route = Route(self.tf_serving_predict, (JSON,))
+        infer_route = Route(self.open_inference_infer, (JSON, "application/octet-stream"))
+        self.routes: dict[tuple[str, str], Route] = {
+            ("GET", v1): Route(lambda *_: status),
+            ("GET", f"{v1}/versions/1"): Route(lambda *_: status),
+            ("GET", f"{v1}/metadata"): Route(lambda *_: v1_metadata),
+            ("GET", f"{v1}/versions/1/metadata"): Route(lambda *_: v1_metadata),
+            ("POST", f"{v1}:predict"): predict_route,
+            ("POST", f"{v1}/versions/1:predict"): predict_route,
+            ("GET", "/v2"): Route(lambda *_: server),
+            ("GET", "/v2/health/live"): Route(lambda *_: {"live": True}),
+            ("GET", "/v2/health/ready"): Route(lambda *_: {"ready": True}),
+            ("GET", v2): Route(lambda *_: v2_metadata),
+            ("GET", f"{v2}/versions/1"): Route(lambda *_: v2_metadata),
+            ("GET", f"{v2}/ready"): Route(lambda *_: ready),
+            ("GET", f"{v2}/versions/1/ready"): Route(lambda *_: ready),
+            ("POST", f"{v2}/infer"): infer_route,
+            ("POST", f"{v2}/versions/1/infer"): infer_route,
+            ("POST", "/api/digit"): Route(self.drawn_digit, ("image/png",)),
         }
 
-    def tf_serving_predict(self, body: bytes) -> dict:
-        images, key = parse_predict(body)
+    def tf_serving_predict(self, body: bytes, environ: dict) -> dict:
+        images, key = tf_serving.parse_predict(body)
         return {key: self.predict(images).tolist()}
 
-    def drawn_digit(self, body: bytes) -> dict:
-        try:
-            digit = to_mnist(read_image(io.BytesIO(body)))
-        except ValueError as error:
-            raise BadRequest(str(error)) from None
+    def open_inference_infer(self, body: bytes, environ: dict) -> Raw:
+        header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+        request = open_inference.parse_infer(body, header_length)
+        content, headers = open_inference.infer_answer(
+            request, self.predict(request.images), MODEL_NAME
+        )
+        return Raw(content, headers)
+
+    def drawn_digit(self, body: bytes, environ: dict) -> dict:
+        digit = self.read_drawing(body)
         (probabilities,) = self.predict(digit[None, :, :, None])
         return {
             "digit": int(probabilities.argmax()),
@@ -268,14 +297,18 @@ class App:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        if method == "GET" and path in self.pages:
-            content, content_type = self.pages[path]
-            start_response("200 OK", [("Content-Type", content_type), *PAGE_HEADERS])
-            return [content]
+        headers = [("Content-Type", JSON), ("Cache-Control", "no-store")]
         try:
+            self.check_caller(environ)
+            if method == "GET" and path in self.pages:
+                content, content_type = self.pages[path]
+                start_response("200 OK", [("Content-Type", content_type), *PAGE_HEADERS])
+                return [content]
             route = self.routes.get((method, path))
             if route is None:
                 raise self.no_route(method, path)
+            if method == "POST":
+                check_content_type(environ, route.media_types)
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if length > MAX_BODY_BYTES:
                 raise BadRequest(
@@ -283,14 +316,40 @@ class App:
                     "send fewer images a request",
                     "413 Payload Too Large",
                 )
-            answer, status = route(environ["wsgi.input"].read(length)), "200 OK"
+            answer, status = route.answer(environ["wsgi.input"].read(length), environ), "200 OK"
         except BadRequest as error:
             answer, status = {"error": str(error)}, error.status
-        body = json.dumps(answer).encode()
-        start_response(
-            status, [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-        )
+        if isinstance(answer, Raw):
+            body, headers = answer.body, [*answer.headers, ("Cache-Control", "no-store")]
+        else:
+            body = json.dumps(answer).encode()
+        start_response(status, headers)
         return [body]
+
+    def check_caller(self, environ: dict) -> None:
+        """Refuse requests for another host name (a DNS-rebinding page's) and requests a
+        browser sends from another site's page."""
+        host = environ.get("HTTP_HOST")
+        if self.loopback_only and host is not None and not is_loopback(host_name(host)):
+            raise BadRequest(
+                f"Host {printable(host, 80)} is not this server: it answers localhost, "
+                "127.0.0.1 and [::1] only (serve --allow-remote for other names)",
+                "421 Misdirected Request",
+            )
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and (host is None or origin.lower() != f"http://{host}".lower()):
+            raise BadRequest(
+                f"a request from the page of {printable(origin, 80)} is refused: only this "
+                "server's own page may call it",
+                "403 Forbidden",
+            )
+        site = environ.get("HTTP_SEC_FETCH_SITE")
+        if site is not None and site not in ("same-origin", "none"):
+            raise BadRequest(
+                f"a {printable(site, 20)} request is refused: only this server's own page "
+                "may call it",
+                "403 Forbidden",
+            )
 
     def no_route(self, method: str, path: str) -> BadRequest:
         allowed = sorted(m for m, p in self.routes if p == path) or (
@@ -303,18 +362,129 @@ class App:
             )
         return BadRequest(
             f"no such path: {printable(path, 80)}; the model is at /v1/models/{MODEL_NAME} "
-            "(:predict, /metadata), the drawing page at /",
+            f"(TF Serving's API) and /v2/models/{MODEL_NAME} (Open Inference Protocol), "
+            "the drawing page at /",
             "404 Not Found",
         )
+
+    def close(self) -> None:
+        self.read_drawing.close()
+
+
+def check_content_type(environ: dict, media_types: tuple[str, ...]) -> None:
+    """A POST's body must say it is of one of `media_types`; a client that says nothing
+    is taken at its word only when it is not a browser (which always says, and marks its
+    requests with Origin or Sec-Fetch-* headers)."""
+    given = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    browser = any(
+        f"HTTP_{name}" in environ for name in ("ORIGIN", "SEC_FETCH_SITE", "SEC_FETCH_MODE")
+    )
+    if given in media_types or (not given and not browser):
+        return
+    curl = " (curl: --json)" if media_types[0] == JSON else ""
+    raise BadRequest(
+        f"Content-Type {printable(given, 60) or 'missing'}: this endpoint takes "
+        f"{' or '.join(media_types)}{curl}",
+        "415 Unsupported Media Type",
+    )
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port: '[::1]:8501' -> '::1'."""
+    if host.startswith("["):
+        return host[1:].split("]")[0]
+    return (host.rsplit(":", 1)[0] if host.count(":") == 1 else host).lower().rstrip(".")
+
+
+def is_loopback(name: str) -> bool:
+    """Whether `name` (a host name or address) is this machine's loopback."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def page_files() -> dict[str, Path]:
+    """The drawing page's files by URL path: / is index.html."""
+    files = {f"/{path.name}": path for path in PAGE_DIR.iterdir() if path.suffix in CONTENT_TYPES}
+    files["/"] = PAGE_DIR / "index.html"
+    return files
 
 
 def _bar_png() -> bytes:
     """A PNG of a white bar on black: a digit 1 for warming up."""
+    import io
+
+    from PIL import Image
+
     pixels = np.zeros((28, 28), np.uint8)
     pixels[6:22, 13:15] = 255
     png = io.BytesIO()
     Image.fromarray(pixels).save(png, "PNG")
     return png.getvalue()
+
+
+class DeadlineChannel(HTTPChannel):
+    """waitress's connection, with deadlines for a request's headers and its body that no
+    trickle of bytes restarts (waitress's own timeout restarts on every byte): a request
+    past one is answered 408 and its connection closed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._timed: object = None  # the partly read request the times below are of
+        self._started: float | None = time.monotonic()  # its first byte; at first, the opening
+        self._headers_in: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        result = super().received(data)
+        now = time.monotonic()
+        if self.request is None:  # every request read is whole: no deadline runs
+            self._timed, self._started, self._headers_in = None, None, None
+        elif self.request is not self._timed:  # a new request has begun
+            self._timed, self._started, self._headers_in = self.request, now, None
+        if self.request is not None and self.request.headers_finished and not self._headers_in:
+            self._headers_in = now
+        return result
+
+    def readable(self) -> bool:  # asked on every turn of the I/O loop: at least once a second
+        late = self._late()
+        if late:
+            self._time_out(late)
+            return False
+        return super().readable()
+
+    def _late(self) -> str | None:
+        if self._started is None or self.will_close or self.close_when_flushed:
+            return None
+        now = time.monotonic()
+        if self._headers_in is None and now - self._started > HEADERS_DEADLINE_S:
+            return f"the request's headers took over {HEADERS_DEADLINE_S} s to arrive"
+        if self._headers_in is not None and now - self._headers_in > BODY_DEADLINE_S:
+            return f"the request's body took over {BODY_DEADLINE_S} s to arrive"
+        return None
+
+    def _time_out(self, message: str) -> None:
+        self._started = None
+        if self.requests:  # an earlier request's answer is being written: just close
+            self.will_close = True
+            return
+        body = json.dumps({"error": message}).encode()
+        response = (
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        with self.outbuf_lock:
+            self.outbufs[-1].append(response)
+            self.current_outbuf_count += len(response)
+            self.total_outbufs_len += len(response)
+        self.request = None
+        self.close_when_flushed = True
+
+
+class Server(TcpWSGIServer):
+    channel_class = DeadlineChannel
 
 
 def latest_version(model_dir: Path) -> Path:
@@ -327,38 +497,87 @@ def latest_version(model_dir: Path) -> Path:
     return max(versions, key=lambda path: int(path.name))
 
 
-def run(args: argparse.Namespace) -> None:
-    import waitress
+def load_predictor(args: argparse.Namespace) -> tuple[Callable[[np.ndarray], np.ndarray], Path]:
+    """The chosen runtime's predictor, and the model file or folder it serves."""
+    from mnist_pipeline.export import onnx_predictor, saved_model_predictor
 
+    if args.runtime == "onnx":
+        if args.model_dir is not None:
+            raise StageError(
+                "--model-dir is the SavedModel's: with --runtime onnx, give --onnx-file"
+            )
+        path = args.onnx_file or ONNX_FILE
+        if not path.is_file():
+            raise StageError(f"{path}: no ONNX model; run the export stage (dvc repro)")
+        return onnx_predictor(path), path
+    if args.onnx_file is not None:
+        raise StageError(
+            "--onnx-file is for --runtime onnx; the SavedModel's folder is --model-dir"
+        )
+    from mnist_pipeline.backend import native_stderr_silenced
+
+    version = latest_version(args.model_dir or SAVED_MODEL_DIR)
+    with native_stderr_silenced():  # TensorFlow's start-up notes
+        return saved_model_predictor(version), version
+
+
+def run(args: argparse.Namespace) -> None:
     # Waitress warns on every request that waits for a worker: normal under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if args.max_batch < 1:
         raise StageError(f"--max-batch {args.max_batch}: must be 1 or more")
-    version = latest_version(args.model_dir)
-    with native_stderr_silenced():  # TensorFlow's start-up notes
-        predict = saved_model_predictor(version)
-    app = App(predict, args.max_batch)
+    loopback = is_loopback(args.host)
+    if not loopback and not args.allow_remote:
+        raise StageError(
+            f"--host {printable(args.host, 60)} serves other machines too, with no "
+            "authentication: add --allow-remote to mean it"
+        )
+    if not loopback:
+        print(
+            f"{SERVER_NAME} serve: warning: serving on {args.host}: every machine that reaches "
+            "this one can use the model, without authentication",
+            file=sys.stderr,
+            flush=True,
+        )
+    predict, served = load_predictor(args)
+    _allow_open_files(MAX_CONNECTIONS + 100)
+    app = App(predict, args.max_batch, RUNTIMES[args.runtime], loopback_only=loopback)
     try:
-        server = waitress.create_server(
+        server = Server(
             app,
             host=args.host,
             port=args.port,
             threads=WORKER_THREADS,
             max_request_body_size=HARD_BODY_LIMIT,
             channel_timeout=IDLE_TIMEOUT_S,
+            cleanup_interval=1,
             connection_limit=MAX_CONNECTIONS,
-            ident="mnist-pipeline",
+            asyncore_use_poll=True,  # select() stops at 1,024 connections
+            ident=SERVER_NAME,
         )
     except OSError as error:
+        app.close()
         raise StageError(
             f"cannot listen on {args.host}:{args.port}: {error.strerror or error}; pick another --port"
         ) from None
     url = f"http://{args.host}:{server.effective_port}"
     print(
-        f"serving {version} as '{MODEL_NAME}' at {url}/v1/models/{MODEL_NAME}; draw a digit at {url}/",
+        f"serving {served} ({args.runtime}) as '{MODEL_NAME}' at {url}/v1/models/{MODEL_NAME} "
+        f"and {url}/v2/models/{MODEL_NAME}; draw a digit at {url}/",
         flush=True,
     )
     try:
         server.run()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    finally:
+        app.close()
+
+
+def _allow_open_files(count: int) -> None:
+    """Raise this process's open-file limit to `count` where the hard limit allows: each
+    connection is one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count if hard == resource.RLIM_INFINITY else min(count, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

@@ -127,4 +127,4 @@ def model_server(trained_project) -> Iterator[ModelServer]:
     """`mnist-pipeline serve --port 0` running in the trained project (on a free port),
     with everything it prints collected; stopped at the end of the session."""
     with serving(trained_project, env=project_env(trained_project)) as served:
-        yield ModelServer(served.url, served.output)
+        yield ModelServer(served.url, served.output, served.process.pid)

@@ -374,12 +374,19 @@ class ModelServer:
 
     url: str
     output: list[str]
+    pid: int
 
     def call(
-        self, path: str, body: bytes | None = None, method: str | None = None
+        self,
+        path: str,
+        body: bytes | None = None,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict]:
-        """(status, JSON answer) of one request; POST when there is a body."""
-        request = urllib.request.Request(self.url + path, data=body, method=method)
+        """(status, JSON answer) of one request; POST when there is a body, of
+        Content-Type application/json unless `headers` say otherwise."""
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        request = urllib.request.Request(self.url + path, body, headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, json.loads(response.read())

@@ -112,3 +112,19 @@ def serving(root: Path, *options: str, env: dict[str, str] | None = None) -> Ite
         if collector.is_alive():
             collector.join(timeout=10)
         process.stdout.close()
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process `pid` and of every process it started (the server's
+    drawing readers), in MiB, from /proc."""
+    total, pids = 0, [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids += map(int, (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return total / 1024

@@ -36,6 +36,9 @@ def predicted(trained_project) -> np.ndarray:
     return np.array([answer["probabilities"] for answer in json.loads(result.stdout)])
 
 
+PNG = {"Content-Type": "image/png"}
+
+
 def body(value: object) -> bytes:
     return json.dumps(value).encode()
 
@@ -81,7 +84,7 @@ def test_curl_gets_the_probabilities_predict_prints(model_server, test_images, p
     curl = shutil.which("curl")
     if curl:
         out = subprocess.run(
-            [curl, "-s", "-d", f"@{request}", f"{model_server.url}/v1/models/mnist:predict"],
+            [curl, "-s", "--json", f"@{request}", f"{model_server.url}/v1/models/mnist:predict"],
             capture_output=True,
             check=True,
         ).stdout
@@ -122,6 +125,8 @@ BAD_REQUESTS = [
     (body({"instances": [[[[256]] * 28] * 28]}), "integers 0-255; found 256"),
     (body({"instances": [[[[-1]] * 28] * 28]}), "integers 0-255; found -1"),
     (body({"instances": [[[[10**30]] * 28] * 28]}), "found other values"),
+    (body({"instances": [[]]}), "found an image shaped 0"),
+    (body({"instances": [[[[0]] * 27 + [[True]]] * 28]}), "integers 0-255; found true or false"),
     (
         body({"instances": [[[[0]] * 28] * 28, [[[0]] * 27] * 28]}),
         "the lists are not all the same length",
@@ -150,7 +155,7 @@ def test_wrong_paths_methods_and_sizes_get_their_status(model_server):
     status, answer = model_server.call("/v1/models/mnist:predict", b" " * (4 * 1024 * 1024 + 1))
     assert status == 413
     assert answer["error"].startswith("the body is 4,194,305 bytes, over the limit of 4,194,304")
-    status, answer = model_server.call("/api/digit", b"GIF89a broken")
+    status, answer = model_server.call("/api/digit", b"GIF89a broken", headers=PNG)
     assert status == 400 and answer["error"].startswith("not a readable image")
 
 
@@ -209,7 +214,7 @@ def test_the_server_survives_every_bad_request_without_a_traceback(model_server)
     for request_body, _ in BAD_REQUESTS:
         assert model_server.call("/v1/models/mnist:predict", request_body)[0] == 400
     assert model_server.call("/v1/models/mnist:predict", b" " * (4 * 1024 * 1024 + 1))[0] == 413
-    assert model_server.call("/api/digit", b"GIF89a broken")[0] == 400
+    assert model_server.call("/api/digit", b"GIF89a broken", headers=PNG)[0] == 400
     assert model_server.call("/v1/models/mnist")[0] == 200
     assert not [line for line in model_server.output if "Traceback" in line or "Error" in line]
 
