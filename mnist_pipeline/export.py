@@ -106,11 +106,14 @@ def saved_model_predictor(folder: Path) -> Any:
     return predict
 
 
-def onnx_predictor(path: Path) -> Any:
-    """The ONNX model at `path`, run by onnxruntime: uint8 images -> probabilities."""
+def onnx_predictor(path: Path, threads: int = 0) -> Any:
+    """The ONNX model at `path`, run by onnxruntime on `threads` cores (0: all of them):
+    uint8 images -> probabilities."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def predict(images: np.ndarray) -> np.ndarray:
         return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]

@@ -81,7 +81,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest('"id" must be a string')
     wanted = _binary_output(request)
-    return InferRequest(_input_images(request["inputs"], tail), request_id, wanted)
+    return InferRequest(_input_images(request["inputs"], header, tail), request_id, wanted)
 
 
 def infer_answer(
@@ -105,7 +105,8 @@ def infer_answer(
     return header + raw, headers
 
 
-def _input_images(inputs: list, tail: bytes) -> np.ndarray:
+def _input_images(inputs: list, header: bytes, tail: bytes) -> np.ndarray:
+    """The images of the request's `inputs` (parsed from `header`; `tail`: its binary part)."""
     expected = f'the model takes one input, "{INPUT_NAME}" (UINT8, shape [N, 28, 28, 1])'
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise BadRequest(f"{expected}; found {len(inputs)} inputs")
@@ -145,7 +146,7 @@ def _input_images(inputs: list, tail: bytes) -> np.ndarray:
     if "data" not in tensor:
         raise BadRequest(f'input "{INPUT_NAME}" has no "data"')
     what = f'input "{INPUT_NAME}"\'s data must be {count:,} {PIXELS}'
-    pixels = integers(tensor["data"], what)
+    pixels = integers(tensor["data"], what, header)
     if pixels.size != count:
         raise BadRequest(f"{what}; found {pixels.size:,}")
     return images(pixels.reshape(shape), what)

@@ -45,6 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -202,9 +203,9 @@ class DrawingReader:
                 ) from None
             except ValueError as error:
                 raise BadRequest(str(error)) from None
-            except self._pebble.ProcessExpired as error:
+            except (self._pebble.ProcessExpired, BrokenProcessPool) as error:
                 raise BadRequest(
-                    f"the drawing could not be read ({printable(str(error), 80)})",
+                    f"the drawing could not be read: {printable(str(error), 80)}",
                     "503 Service Unavailable",
                 ) from None
         finally:
@@ -509,7 +510,8 @@ def load_predictor(args: argparse.Namespace) -> tuple[Callable[[np.ndarray], np.
         path = args.onnx_file or ONNX_FILE
         if not path.is_file():
             raise StageError(f"{path}: no ONNX model; run the export stage (dvc repro)")
-        return onnx_predictor(path), path
+        # One core: the others parse requests. Its idle threads would spin, taking them.
+        return onnx_predictor(path, threads=1), path
     if args.onnx_file is not None:
         raise StageError(
             "--onnx-file is for --runtime onnx; the SavedModel's folder is --model-dir"
@@ -541,7 +543,10 @@ def run(args: argparse.Namespace) -> None:
         )
     predict, served = load_predictor(args)
     _allow_open_files(MAX_CONNECTIONS + 100)
-    app = App(predict, args.max_batch, RUNTIMES[args.runtime], loopback_only=loopback)
+    try:
+        app = App(predict, args.max_batch, RUNTIMES[args.runtime], loopback_only=loopback)
+    except BadRequest as error:  # the drawing processes did not start
+        raise StageError(f"cannot start reading drawings: {error}") from None
     try:
         server = Server(
             app,

@@ -20,9 +20,10 @@ class BadRequest(Exception):
         self.status = status
 
 
-def integers(value: Any, what: str) -> np.ndarray:
-    """`value` (JSON's nested lists) as an integer array of any shape; BadRequest naming
-    what it holds instead (fractions, strings, true or false, ragged lists)."""
+def integers(value: Any, what: str, body: bytes) -> np.ndarray:
+    """`value` (JSON's nested lists, parsed from `body`) as an integer array of any shape;
+    BadRequest naming what it holds instead (fractions, strings, true or false, ragged
+    lists)."""
     try:
         array = np.array(value)
     except (ValueError, TypeError, OverflowError):  # ragged lists
@@ -32,8 +33,10 @@ def integers(value: Any, what: str) -> np.ndarray:
     kinds = {"f": "numbers with fractions", "b": "true or false", "U": "strings"}
     if array.dtype.kind not in "iu":
         raise BadRequest(f"{what}; found {kinds.get(array.dtype.kind, 'other values')}")
-    # NumPy takes true and false among integers as 1 and 0: JSON's types, checked here.
-    if set(map(type, np.array(value, dtype=object).ravel().tolist())) != {int}:
+    # NumPy takes true and false among integers as 1 and 0: where the body holds either
+    # word, JSON's types are checked here.
+    has_words = b"true" in body or b"false" in body
+    if has_words and set(map(type, np.array(value, dtype=object).ravel().tolist())) != {int}:
         raise BadRequest(f"{what}; found true or false")
     return array
 

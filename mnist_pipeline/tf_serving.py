@@ -46,19 +46,20 @@ def parse_predict(body: bytes) -> tuple[np.ndarray, str]:
             raise BadRequest('"instances" must be a list of images')
         if instances and all(isinstance(row, dict) for row in instances):
             instances = [named(row, "an instance") for row in instances]
-        return images_from_json(instances, '"instances"'), "predictions"
+        return images_from_json(instances, '"instances"', body), "predictions"
     inputs = request["inputs"]
     if isinstance(inputs, dict):
         inputs = named(inputs, '"inputs"')
-    return images_from_json(inputs, '"inputs"'), "outputs"
+    return images_from_json(inputs, '"inputs"', body), "outputs"
 
 
-def images_from_json(value: Any, what: str) -> np.ndarray:
-    """`value` (nested lists) as uint8 images (N, 28, 28, 1); BadRequest if it is not."""
+def images_from_json(value: Any, what: str, body: bytes) -> np.ndarray:
+    """`value` (nested lists, parsed from `body`) as uint8 images (N, 28, 28, 1);
+    BadRequest if it is not."""
     if value == []:
         raise BadRequest(f"{what} holds no image")
     expected = f"{what} must be images of 28 rows of 28 [pixel] lists, {PIXELS}"
-    return images(integers(value, expected), expected)
+    return images(integers(value, expected, body), expected)
 
 
 def named(value: dict, what: str) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import re
 import shutil
@@ -128,3 +129,30 @@ def rss_mib(pid: int) -> float:
             continue
         total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
     return total / 1024
+
+
+def drawing_png(width: int, height: int, mode: str = "L", ink: bool = True) -> bytes:
+    """A PNG of a black canvas (tiny when compressed, `width` x `height` when decoded),
+    with a white bar down its middle when `ink`: a digit 1."""
+    from PIL import Image
+
+    image = Image.new(mode, (width, height))
+    if ink:
+        bar = (width // 2 - width // 40, height // 8, width // 2 + width // 40, height * 7 // 8)
+        image.paste((255,) * len(mode), bar)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def scan_bomb_jpeg(side: int = 7000, extra_scans: int = 200) -> bytes:
+    """A progressive JPEG, `side` pixels a side, whose last scan is repeated
+    `extra_scans` times: each repeat costs a pass over every pixel to decode (200 extra
+    scans of 7000x7000: about 6 s of CPU on the 2-core machine, from a 207 KB file)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (side, side), 255).save(out, "JPEG", progressive=True, quality=50)
+    data = out.getvalue()
+    last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_scan:end] * extra_scans + data[end:]
