@@ -2,20 +2,33 @@
 pipeline and a branch changed a param and reran it. The report shows main's metrics and
 the branch's side by side, the changed param, per-class rows collapsed, and pictures that
 are real PNG files beside it; a base whose outputs are in no DVC cache still gets a
-report, with the branch's pictures alone; a user's mistake is one line."""
+report, with the branch's pictures alone; a user's mistake is one line.
+
+The branch is hostile: whatever it puts in its params, metrics and base's name shows as
+literal text once rendered as GitHub renders it; its broken or linked files are one line
+each; and its picture is drawn again, not copied.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from PIL import Image
+import yaml
+from markdown_it import MarkdownIt
+from PIL import Image, PngImagePlugin
 
-from .helpers import git, run_command, run_dvc, set_params
+from mnist_pipeline.report import OUT_FILES
+from mnist_pipeline.stage import printable
+
+from .helpers import assert_one_line, git, run_command, run_dvc, set_params
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -172,3 +185,262 @@ def test_a_mistake_is_one_line(bare_project, tmp_path_factory, base, where, mess
     assert result.stderr.startswith("mnist-pipeline report: error: ")
     assert message in result.stderr
     assert not (root / "report").exists()
+
+
+# Strings a branch can put in its params.yaml, its metrics or a branch name, each of which
+# would be a link, a picture, a heading, HTML, a mention, a code span, a table cell or a
+# line of its own if the report pasted it into the markdown.
+HOSTILE = [
+    "[x](https://evil.example)",
+    "![x](/etc/passwd)",
+    "[ref]: /etc/passwd",
+    "<https://evil.example>",
+    "www.evil.example",
+    "# heading",
+    "@someone",
+    "<img src=x>",
+    "<b>bold</b>",
+    "*bold* _em_",
+    "`tick` and ``two``",
+    "` lead",
+    "a | b",
+    "a\\|b",
+    "x\\",
+    "line\nbreak",
+    " spaced ",
+]
+HOSTILE_BASE = "evil`<b>|@someone#x"  # a name git allows for a branch
+# What the report's own markdown makes, and no more: branch strings add none of these.
+REPORT_TAGS = {"h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td", "em", "code"}
+REPORT_TAGS |= {"details", "summary", "img"}
+PICTURES = [name for name in OUT_FILES if name.endswith(".png")]
+
+
+class Rendered(HTMLParser):
+    """The HTML of markdown rendered as GitHub does (markdown-it-py's GFM-like preset:
+    tables, raw HTML, bare URLs linked): its tags, the text of each code span, and the
+    text outside them."""
+
+    def __init__(self, markdown: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.code: list[str] = []
+        self.text: list[str] = []
+        self._in_code = False
+        self.feed(MarkdownIt("gfm-like").render(markdown))
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "code":
+            self._in_code = True
+            self.code.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_code = self._in_code and tag != "code"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_code:
+            self.code[-1] += data
+        else:
+            self.text.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.tags.append(("!--", {}))
+
+
+@pytest.fixture(scope="module")
+def hostile(branch, tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the branch that put HOSTILE strings in its params.yaml (as names and
+    values) and its metrics (as values), and a tEXt chunk in its misclassified digits'
+    picture; its report against a base named HOSTILE_BASE: the folder and report.md."""
+    root = tmp_path_factory.mktemp("hostile") / "project"
+    shutil.copytree(branch, root, symlinks=True)
+    with (root / "params.yaml").open("a") as params:
+        params.write(yaml.safe_dump({text: text for text in HOSTILE}, allow_unicode=True))
+    metrics_file = root / "reports" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    for i, text in enumerate(HOSTILE):  # digit 0 precision, digit 0 recall, digit 1 ...
+        metrics["test"]["per_class"][str(i // 2)]["precision" if i % 2 else "recall"] = text
+    metrics_file.write_text(json.dumps(metrics))
+    picture = root / "reports" / "figures" / "misclassified.png"
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Comment", "[x](https://evil.example)")
+    with Image.open(picture) as image:
+        image.save(picture, pnginfo=chunks)
+    git(root, "branch", HOSTILE_BASE, "origin/main")
+    shutil.rmtree(root / "report", ignore_errors=True)  # `made`'s, if it came first
+    result = report(root, "--base", HOSTILE_BASE, "--out", "report")
+    assert result.returncode == 0, result.stderr
+    return root / "report", (root / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", HOSTILE)
+def test_a_branch_string_renders_as_literal_text(hostile, text):
+    rendered = Rendered(hostile[1])
+    assert printable(text, 80) in rendered.code  # a param's name
+    assert printable(json.dumps(text), 60) in rendered.code  # its value
+    assert printable(text, 40) in rendered.code  # a metric's value
+
+
+@pytest.mark.slow
+def test_branch_strings_add_no_link_picture_heading_or_html(hostile):
+    folder, text = hostile
+    rendered = Rendered(text)
+    assert {tag for tag, _ in rendered.tags} <= REPORT_TAGS
+    assert [attrs["src"] for tag, attrs in rendered.tags if tag == "img"] == PICTURES
+    assert [tag for tag, _ in rendered.tags].count("h2") == 1
+    outside = "".join(rendered.text)
+    for word in ("evil", "passwd", "someone", "heading", "bold", "tick", "lead"):
+        assert word not in outside, word
+    assert printable(HOSTILE_BASE) in rendered.code  # the heading's base
+    assert sorted(path.name for path in folder.iterdir()) == sorted(OUT_FILES)
+
+
+@pytest.mark.slow
+def test_the_branchs_picture_is_drawn_again_not_copied(hostile, branch):
+    folder, _ = hostile
+    shown = folder / "misclassified-branch.png"
+    assert b"evil" not in shown.read_bytes()  # the tEXt chunk stayed behind
+    with Image.open(shown) as image, Image.open(branch / MISCLASSIFIED) as source:
+        assert image.tobytes() == source.tobytes() and image.size == source.size
+
+
+MISCLASSIFIED = Path("reports/figures/misclassified.png")
+PREDICTIONS = Path("reports/predictions.csv")
+VAL_LOSS = Path("dvclive/plots/metrics/val/loss.tsv")
+
+
+def replace_line(path: Path, number: int, line: str) -> None:
+    """Line `number` (from 1) of the text file `path` replaced with `line`."""
+    lines = path.read_text().splitlines()
+    lines[number - 1] = line
+    path.write_text("\n".join(lines) + "\n")
+
+
+def link(path: Path, target: Path) -> None:
+    """`path` made a symbolic link to `target`."""
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    path.symlink_to(target)
+
+
+def picture_behind_a_linked_folder(root: Path) -> None:
+    outside = root.parent / "elsewhere"
+    shutil.copytree(root / "reports" / "figures", outside)
+    link(root / "reports" / "figures", outside)
+
+
+def huge_picture(root: Path) -> None:
+    Image.new("L", (5000, 5000)).save(root / MISCLASSIFIED)  # 25 million pixels, 25 kB
+
+
+BROKEN: list[tuple[str, Callable[[Path], None], str]] = [
+    (
+        "label 10",
+        lambda root: replace_line(root / PREDICTIONS, 2, "10,3"),
+        "reports/predictions.csv line 2: actual '10' is not a digit 0-9",
+    ),
+    (
+        "prediction no integer",
+        lambda root: replace_line(root / PREDICTIONS, 3, "7,7.0"),
+        "reports/predictions.csv line 3: predicted '7.0' is not a digit 0-9",
+    ),
+    (
+        "row without prediction",
+        lambda root: replace_line(root / PREDICTIONS, 4, "7"),
+        "reports/predictions.csv line 4: no predicted value (it needs actual and predicted)",
+    ),
+    (
+        "no predicted column",
+        lambda root: replace_line(root / PREDICTIONS, 1, "actual,guess"),
+        "reports/predictions.csv has no 'predicted' column: it needs actual and predicted",
+    ),
+    (
+        "curve value no number",
+        lambda root: replace_line(root / VAL_LOSS, 3, "1\tlow"),
+        "dvclive/plots/metrics/val/loss.tsv line 3: loss 'low' is not a finite number",
+    ),
+    (
+        "metrics no JSON",
+        lambda root: (root / "reports/metrics.json").write_text('{"test": '),
+        "reports/metrics.json is not JSON: ",
+    ),
+    (
+        "picture a link out",
+        lambda root: link(root / MISCLASSIFIED, Path("/etc/passwd")),
+        "reports/figures/misclassified.png is a symbolic link: the report reads only regular files",
+    ),
+    (
+        "picture a link in",
+        lambda root: link(root / MISCLASSIFIED, Path("samples.png")),
+        "reports/figures/misclassified.png is a symbolic link",
+    ),
+    (
+        "picture behind a linked folder",
+        picture_behind_a_linked_folder,
+        "reports/figures/misclassified.png is outside the project",
+    ),
+    (
+        "picture no PNG",
+        lambda root: (root / MISCLASSIFIED).write_text("<svg/>"),
+        "reports/figures/misclassified.png is not a PNG file",
+    ),
+    (
+        "picture too large",
+        huge_picture,
+        "reports/figures/misclassified.png has more pixels than the 16,777,216 the report shows",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def breakable(branch, tmp_path_factory) -> Path:
+    """A copy of the branch for the tests that break its outputs, one at a time."""
+    root = tmp_path_factory.mktemp("breakable") / "project"
+    return shutil.copytree(branch, root, symlinks=True)
+
+
+@pytest.fixture
+def broken(breakable) -> Iterator[Path]:
+    """The copy of the branch for this test to break (reports/ and dvclive/ only): put
+    back as it was after it, the test's report and whatever it made beside gone."""
+    saved = breakable.parent / "saved"
+    for name in ("reports", "dvclive"):
+        shutil.copytree(breakable / name, saved / name, symlinks=True)
+    yield breakable
+    for name in ("reports", "dvclive"):
+        shutil.rmtree(breakable / name)  # a link in it is removed, not followed
+        os.rename(saved / name, breakable / name)
+    saved.rmdir()
+    shutil.rmtree(breakable / "out", ignore_errors=True)
+    shutil.rmtree(breakable.parent / "elsewhere", ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("how", "message"), [(b[1], b[2]) for b in BROKEN], ids=[b[0] for b in BROKEN]
+)
+def test_a_broken_or_linked_file_of_the_branch_is_one_line(broken, how, message):
+    how(broken)
+    result = report(broken, "--base", "origin/main", "--out", "out")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert_one_line(result.stderr.rstrip("\n"))
+    assert result.stderr.startswith(f"mnist-pipeline report: error: {message}"), result.stderr
+    assert not (broken / "out").exists()  # all read and checked before any is written
+
+
+@pytest.mark.slow
+def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
+    git(broken, "checkout", "-qb", "broken-main", "origin/main")
+    (broken / "reports" / "metrics.json").write_text("[")
+    git(broken, "commit", "-qam", "metrics no JSON")
+    git(broken, "checkout", "-q", "faster-learning")
+    result = report(broken, "--base", "broken-main", "--out", "out")
+    assert result.returncode == 0, result.stderr
+    text = (broken / "out" / "report.md").read_text()
+    assert "_Left out on the base's side, unreadable: `reports/metrics.json is not JSON: " in text
+    headline = tables(text)[0]
+    assert headline["test accuracy"][0] == "-" and number(headline["test accuracy"][1]) > 0
+    assert number(headline["validation loss (last epoch)"][0]) > 0  # from the other file
