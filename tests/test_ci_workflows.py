@@ -69,8 +69,12 @@ def test_the_comment_job_runs_no_code_of_the_branch_and_skips_forks():
         "actions/download-artifact",
         "iterative/setup-cml",
     ]
-    runs = [step["run"] for step in comment["steps"] if "run" in step]
-    assert runs and all(run.startswith("cml comment update ") for run in runs)
+    # Its one other step checks the report before CML reads it: Python's own modules only,
+    # the script inline (tests/test_report.py runs it on reports good and bad).
+    check, post = (step["run"] for step in comment["steps"] if "run" in step)
+    assert check.startswith("python3 - <<'EOF'\n") and check.endswith("\nEOF\n")
+    assert set(re.findall(r"^(?:import|from) (\w+)", check, re.MULTILINE)) <= {"os", "re", "sys"}
+    assert post.startswith("cml comment update ") and "--publish" in post
     assert "github.event.pull_request.head.repo.full_name == github.repository" in comment["if"]
 
 

@@ -6,11 +6,13 @@ report, with the branch's pictures alone; a user's mistake is one line.
 
 The branch is hostile: whatever it puts in its params, metrics and base's name shows as
 literal text once rendered as GitHub renders it; its broken or linked files are one line
-each; and its picture is drawn again, not copied.
+each; its picture is drawn again, not copied; and CI's comment job refuses a report that
+names a file it did not write, or a folder holding one.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -28,7 +30,7 @@ from PIL import Image, PngImagePlugin
 from mnist_pipeline.report import OUT_FILES
 from mnist_pipeline.stage import printable
 
-from .helpers import assert_one_line, git, run_command, run_dvc, set_params
+from .helpers import PROJECT_ROOT, assert_one_line, git, run_command, run_dvc, set_params
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -444,3 +446,80 @@ def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
     headline = tables(text)[0]
     assert headline["test accuracy"][0] == "-" and number(headline["test accuracy"][1]) > 0
     assert number(headline["validation loss (last epoch)"][0]) > 0  # from the other file
+
+
+def comment_check() -> str:
+    """The script of ci.yml's comment job step that checks the report before CML posts it."""
+    ci = yaml.safe_load((PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    (step,) = [
+        step
+        for step in ci["jobs"]["comment"]["steps"]
+        if step.get("name", "").startswith("Check that the report names no file")
+    ]
+    return step["run"]
+
+
+def run_comment_check(folder: Path) -> subprocess.CompletedProcess:
+    """The check run as GitHub Actions runs a step's bash script, in `folder`."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", comment_check()],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_comment_check_knows_the_reports_files():
+    (line,) = [line for line in comment_check().splitlines() if line.startswith("PICTURES = ")]
+    assert ["report.md", *ast.literal_eval(line.removeprefix("PICTURES = "))] == list(OUT_FILES)
+
+
+def add_line(line: str) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        with (folder / "report.md").open("a") as report_md:
+            report_md.write(f"\n{line}\n")
+
+    return change
+
+
+NAMES_ANOTHER_FILE = {  # what a report's folder would hand `cml comment update --publish`
+    "picture of another file": add_line("![x](../../../../etc/passwd)"),
+    "link to another file": add_line("[notes](notes.txt)"),
+    "link across lines": add_line("> [x](\n> /etc/passwd)"),
+    "link definition": add_line("[x]\n\n[x]: /etc/passwd"),
+    "autolink": add_line("<file:/etc/passwd>"),
+    "embedded picture": add_line("![](data:image/png;base64,iVBORw0KGgo=)"),
+    "extra file": lambda folder: (folder / "notes.txt").write_text("hi"),
+    "hidden file": lambda folder: (folder / ".env").write_text("TOKEN=x"),
+    "folder": lambda folder: (folder / "more").mkdir(),
+    "picture a link": lambda folder: link(folder / "curves.png", Path("/etc/passwd")),
+    "no report.md": lambda folder: (folder / "report.md").unlink(),
+}
+
+
+@pytest.mark.slow
+def test_the_comment_check_passes_the_report_as_made(made, tmp_path):
+    folder = shutil.copytree(made[0], tmp_path / "artifact")
+    result = run_comment_check(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", NAMES_ANOTHER_FILE.values(), ids=NAMES_ANOTHER_FILE)
+def test_the_comment_check_fails_a_report_naming_another_file(made, tmp_path, change):
+    folder = shutil.copytree(made[0], tmp_path / "artifact")
+    change(folder)
+    result = run_comment_check(folder)
+    assert result.returncode == 1
+    assert result.stdout.startswith("::error::"), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_comment_check_fails_closed_on_a_link_shown_as_text(hostile, tmp_path):
+    """A param named `[x](https://evil.example)` shows as text, yet the check, which has
+    no markdown parser, cannot tell it from a link: no comment, rather than a wrong one."""
+    folder = shutil.copytree(hostile[0], tmp_path / "artifact")
+    result = run_comment_check(folder)
+    assert result.returncode == 1
+    assert "report.md links to 'https://evil.example)" in result.stdout
