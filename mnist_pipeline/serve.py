@@ -449,12 +449,11 @@ class DeadlineChannel(HTTPChannel):
             self._headers_in = now
         return result
 
-    def readable(self) -> bool:  # asked on every turn of the I/O loop: at least once a second
+    def enforce_deadlines(self) -> None:
+        """Answer 408 and close if the request being read is past a deadline."""
         late = self._late()
         if late:
             self._time_out(late)
-            return False
-        return super().readable()
 
     def _late(self) -> str | None:
         if self._started is None or self.will_close or self.close_when_flushed:
@@ -485,7 +484,15 @@ class DeadlineChannel(HTTPChannel):
 
 
 class Server(TcpWSGIServer):
+    """waitress's server, its connections DeadlineChannels, whose deadlines it enforces
+    at each cleanup (every `cleanup_interval` seconds), beside waitress's idle timeout."""
+
     channel_class = DeadlineChannel
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)
+        for channel in list(self.active_channels.values()):
+            channel.enforce_deadlines()
 
 
 def latest_version(model_dir: Path) -> Path:
