@@ -15,8 +15,8 @@ then measures, for each runtime (--runtime savedmodel, then onnx):
 
 then, with the SavedModel: throughput with batching off; the page in headless Chromium
 (from each stroke's end to its answer on screen, the page's data-stroke-to-answer-ms);
-and each attack in turn (scan-bomb JPEGs, PNG bombs, the largest drawings allowed, slow
-headers with idle connections, slow bodies), with a normal request every 0.2 s during
+and each attack in turn (for 3 s each: scan-bomb JPEGs, PNG bombs, the largest drawings
+allowed; then slow headers with idle connections, and slow bodies), with a normal request every 0.2 s during
 it and ten after it, and the memory before and after.
 
 The clients run in this process, on the same 2 cores as the server: the figures are
@@ -37,10 +37,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -224,10 +225,13 @@ def attack(server, body: bytes, name: str, run: Callable[[], dict]) -> dict:
     return result
 
 
-def flood(url: str, body: bytes, content_type: str, count: int) -> dict:
-    """`count` POSTs of `body` at once: their statuses and the slowest answer."""
+def flood(url: str, body: bytes, content_type: str, count: int, seconds: float = 3.0) -> dict:
+    """Rounds of `count` POSTs of `body` at once, for `seconds`: their statuses and the
+    slowest answer."""
+    answers, start = [], time.perf_counter()
     with ThreadPoolExecutor(count) as pool:
-        answers = list(pool.map(lambda _: post(url, body, content_type), range(count)))
+        while time.perf_counter() - start < seconds:
+            answers += pool.map(lambda _: post(url, body, content_type), range(count))
     statuses: dict[str, int] = {}
     for status, _ in answers:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -284,18 +288,21 @@ def attacks(server, body: bytes) -> list[dict]:
     largest = drawing_png(2048, 2048)
     return [
         attack(
-            server, body, "9 scan-bomb JPEGs at once", lambda: flood(digit, jpeg, "image/png", 9)
+            server,
+            body,
+            "scan-bomb JPEGs, 9 at once for 3 s",
+            lambda: flood(digit, jpeg, "image/png", 9),
         ),
         attack(
             server,
             body,
-            "16 PNG bombs (7071x7071 RGBA) at once",
+            "PNG bombs (7071x7071 RGBA), 16 at once for 3 s",
             lambda: flood(digit, bomb, "image/png", 16),
         ),
         attack(
             server,
             body,
-            "16 of the largest drawings (2048x2048) at once",
+            "the largest drawings (2048x2048), 16 at once for 3 s",
             lambda: flood(digit, largest, "image/png", 16),
         ),
         attack(
@@ -311,6 +318,52 @@ def attacks(server, body: bytes) -> list[dict]:
             lambda: slow_clients(address, 50, 0, True),
         ),
     ]
+
+
+@contextlib.contextmanager
+def revision_command(revision: str) -> Iterator[tuple[str, ...]]:
+    """The `mnist-pipeline` command of the project at git `revision` (a temporary
+    worktree, run with this environment's packages)."""
+    folder = Path(tempfile.mkdtemp(prefix="serve-before-"))
+    subprocess.run(
+        ["git", "worktree", "add", "-q", "--detach", str(folder), revision], cwd=ROOT, check=True
+    )
+    try:
+        start = f"import sys; sys.path.insert(0, {str(folder)!r}); from mnist_pipeline.cli import main; main()"
+        yield (sys.executable, "-c", start)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=ROOT, check=True)
+
+
+def side_by_side(revision: str, bodies: list[bytes], clients: int, requests: int) -> dict:
+    """The SavedModel server of `revision` and this one's, in turn, twice: latency and
+    throughput of each, and this one's over the other's."""
+    runs: dict[str, list[dict]] = {"before": [], "now": []}
+    with revision_command(revision) as before:
+        for _ in range(2):
+            for name, command in (("before", before), ("now", ())):
+                with serving(ROOT, command=command) as server:
+                    address = (urlsplit(server.url).hostname, urlsplit(server.url).port)
+                    single = latency(address, bodies[0], 1000)
+                    load = throughput(address, bodies, clients, requests)
+                runs[name].append(
+                    {"p50_ms": single["p50_ms"], "predictions_per_s": load["predictions_per_s"]}
+                )
+    median = {
+        name: {
+            key: statistics.median(run[key] for run in found)
+            for key in ("p50_ms", "predictions_per_s")
+        }
+        for name, found in runs.items()
+    }
+    return {
+        "revision": revision,
+        "runs": runs,
+        "p50_now_over_before": round(median["now"]["p50_ms"] / median["before"]["p50_ms"], 2),
+        "throughput_now_over_before": round(
+            median["now"]["predictions_per_s"] / median["before"]["predictions_per_s"], 2
+        ),
+    }
 
 
 def runtime_figures(runtime: str, bodies: list[bytes], clients: int, requests: int) -> dict:
@@ -338,6 +391,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "serve.json")
+    parser.add_argument(
+        "--before",
+        metavar="REVISION",
+        help="also run the SavedModel server of this git revision and this one in turn, twice",
+    )
     args = parser.parse_args()
 
     test_images = np.load(ROOT / "data" / "processed" / "test_images.npy")
@@ -360,6 +418,9 @@ def main() -> None:
         "page_stroke_to_answer": page,
         "onnx": onnx,
         "attacks": attacked,
+        "side_by_side": side_by_side(args.before, bodies, args.clients, args.requests)
+        if args.before
+        else None,
         "targets": TARGETS,
     }
     args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -72,14 +72,17 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(root: Path, *options: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """`mnist-pipeline serve --port 0 OPTIONS` run in the project at `root` (with `env`;
+def serving(
+    root: Path, *options: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ()
+) -> Iterator[Served]:
+    """`mnist-pipeline serve --port 0 OPTIONS` (or `command` in its place: another
+    version's) run in the project at `root` (with `env`;
     None: this process's environment), on a free port: its URL, read from the line it
     prints once it listens, and what it prints, collected as it comes (so it never
     blocks on a full pipe). Stopped at the end of the block. A server that exits before
     that line raises RuntimeError, with all it printed."""
     process = subprocess.Popen(
-        [COMMAND, "serve", "--port", "0", *options],
+        [*(command or (COMMAND,)), "serve", "--port", "0", *options],
         cwd=root,
         env=env,
         stdin=subprocess.DEVNULL,

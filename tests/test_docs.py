@@ -567,6 +567,27 @@ def gpu_row(run: dict) -> list[str]:
     ]
 
 
+def attack_row(attack: dict) -> list[str]:
+    """A row of docs/serving.md's table of attacks, from bench/results/serve.json."""
+    if "statuses" in attack:
+        statuses = ", ".join(f"{code} x{n}" for code, n in sorted(attack["statuses"].items()))
+        got = f"{statuses}; slowest answer {attack['slowest_answer_s']} s"
+    else:
+        got = (
+            f"408 x{attack['answered_408']}, {attack['still_open']} left open; "
+            f"closed by {attack['closed_after_s']} s"
+        )
+    return [
+        attack["attack"],
+        got,
+        str(attack["normal_max_s_during"]),
+        str(attack["normal_requests_during"]),
+        str(attack["normal_median_s_after"]),
+        str(attack["rss_mib_before"]),
+        str(attack["rss_mib_after"]),
+    ]
+
+
 def claims() -> Iterator[tuple[str, str, list[str]]]:
     """(page, sentence with {} for each figure, the figures as the files give them)."""
     metrics, seed = committed_metrics(), str(DEFAULTS["seed"])
@@ -642,6 +663,16 @@ def claims() -> Iterator[tuple[str, str, list[str]]]:
             str(load[0]["predictions_per_s"]),
             str(load[1]["predictions_per_s"]),
             str(load[0]["failed"] + load[1]["failed"]),
+        ],
+    )
+    onnx = serve["onnx"]
+    yield (
+        "README.md",
+        "| `mnist-pipeline serve --runtime onnx` | p50 **{} ms**; {} and {} predictions/s with 16 clients; {} MiB |",
+        [
+            str(onnx["latency_one_digit"]["p50_ms"]),
+            *(str(run["predictions_per_s"]) for run in onnx["load"]),
+            str(list(onnx["server_rss_mib"].values())[-1]),
         ],
     )
 
@@ -743,72 +774,92 @@ def claims() -> Iterator[tuple[str, str, list[str]]]:
         )
     yield (
         page,
-        "| `mnist-pipeline serve` | p50 **{} ms** for one digit; {} and {} predictions/s with {} clients, {} failed |",
+        "| `mnist-pipeline serve` | p50 **{} ms** for one digit; {} and {} predictions/s with {} clients, {} failed; `--runtime onnx` p50 {} ms, {} and {} predictions/s |",
         [
             str(serve["latency_one_digit"]["p50_ms"]),
             str(load[0]["predictions_per_s"]),
             str(load[1]["predictions_per_s"]),
             str(load[0]["clients"]),
             str(load[0]["failed"] + load[1]["failed"]),
+            str(onnx["latency_one_digit"]["p50_ms"]),
+            *(str(run["predictions_per_s"]) for run in onnx["load"]),
         ],
     )
-    latency, memory, page_timing = (
-        serve["latency_one_digit"],
-        serve["server_rss_mib"],
-        serve["page_stroke_to_answer"],
+    page_timing, unbatched = serve["page_stroke_to_answer"], serve["load_without_batching"]
+
+    def both(shown: Callable[[dict], list[str]]) -> list[str]:
+        """The figures of the SavedModel server, then the ONNX one's."""
+        return [*shown(serve), *shown(onnx)]
+
+    yield (
+        page,
+        "| one digit a request, one client, keep-alive (1,000 requests) | **p50 {} ms**, p99 {} ms | **p50 {} ms**, p99 {} ms |",
+        both(lambda f: [str(f["latency_one_digit"][k]) for k in ("p50_ms", "p99_ms")]),
     )
     yield (
         page,
-        "| one digit a request, one client, keep-alive ({} requests) | **p50 {} ms**, p99 {} ms |",
-        [f"{latency['requests']:,}", str(latency["p50_ms"]), str(latency["p99_ms"])],
+        "| 16 clients at once, one digit a request, 10,000 requests (twice) | **{} and {} predictions/s**, {} failed | **{} and {} predictions/s**, {} failed |",
+        both(
+            lambda f: [
+                *(str(run["predictions_per_s"]) for run in f["load"]),
+                str(sum(run["failed"] for run in f["load"])),
+            ]
+        ),
     )
     yield (
         page,
-        "| {} clients at once, one digit a request, {} requests (twice) | **{} and {} predictions/s**, {} failed |",
-        [
-            str(load[0]["clients"]),
-            f"{load[0]['requests']:,}",
-            str(load[0]["predictions_per_s"]),
-            str(load[1]["predictions_per_s"]),
-            str(load[0]["failed"] + load[1]["failed"]),
-        ],
-    )
-    unbatched = serve["load_without_batching"]
-    yield (
-        page,
-        "| the same with batching off (`--max-batch 1`) | {} predictions/s, {} failed |",
+        "| the same with batching off (`--max-batch 1`) | {} predictions/s, {} failed | not measured |",
         [str(unbatched["predictions_per_s"]), str(unbatched["failed"])],
     )
-    after = {int(re.search(r"\d+", key)[0]): value for key, value in memory.items()}
     yield (
         page,
-        "| server memory (RSS) after {} / {} / {} requests | {} / {} / {} MiB |",
-        [*(f"{n:,}" for n in sorted(after)), *(str(after[n]) for n in sorted(after))],
+        "| server memory (RSS, with its drawing readers) after 1,050 / 11,050 / 21,050 requests | {} / {} / {} MiB | {} / {} / {} MiB |",
+        both(lambda f: [str(v) for v in f["server_rss_mib"].values()]),
     )
-    chromium = re.search(r"Chromium (\d+)", page_timing["browser"])[1]
     yield (
         page,
-        "| the drawing page in headless Chromium {}: end of a stroke to its answer on screen ({} strokes) | median {} ms, at most {} ms |",
+        "this one's median p50 is {}x the old one's and its throughput {}x",
         [
-            chromium,
-            str(page_timing["strokes"]),
+            str(serve["side_by_side"]["p50_now_over_before"]),
+            str(serve["side_by_side"]["throughput_now_over_before"]),
+        ],
+    )
+    yield (
+        page,
+        "gives {}x the throughput of one request at a time",
+        [f"{max(r['predictions_per_s'] for r in load) / unbatched['predictions_per_s']:.1f}"],
+    )
+    yield (
+        page,
+        "The drawing page in headless Chromium {}, from the end of a stroke to its answer on screen, with the SavedModel: median {} ms, at most {} ms over {} strokes.",
+        [
+            re.search(r"Chromium (\d+)", page_timing["browser"])[1],
             f1(page_timing["median_ms"]),
             f1(page_timing["max_ms"]),
+            str(page_timing["strokes"]),
         ],
     )
 
     page = "docs/serving.md"
     yield page, "with the default model (test accuracy {})", [f4(metrics["accuracy"])]
-    yield (
-        page,
-        "one digit a request takes {} ms at the median; {} clients at once get {} and {} predictions a second (two runs) with no failed request",
-        [
-            str(latency["p50_ms"]),
-            str(load[0]["clients"]),
-            str(load[0]["predictions_per_s"]),
-            str(load[1]["predictions_per_s"]),
-        ],
-    )
+    for name, figures in (("`savedmodel` (TensorFlow)", serve), ("`onnx` (ONNX Runtime)", onnx)):
+        yield (
+            page,
+            f"| {name} | {{}} ms, {{}} ms | {{}} and {{}} predictions/s | {{}} MiB |",
+            [
+                str(figures["latency_one_digit"]["p50_ms"]),
+                str(figures["latency_one_digit"]["p99_ms"]),
+                *(str(run["predictions_per_s"]) for run in figures["load"]),
+                str(list(figures["server_rss_mib"].values())[-1]),
+            ],
+        )
+    for attack in serve["attacks"]:
+        name, got, *figures = attack_row(attack)
+        yield (
+            page,
+            f"| {name} | {got} | {{}} s ({{}} requests) | {{}} s | {{}} / {{}} MiB |",
+            figures,
+        )
     yield (
         page,
         "screen takes {} ms at the median and {} ms at most, over {} strokes",
