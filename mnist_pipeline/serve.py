@@ -254,24 +254,28 @@ class App:
         server = open_inference.server_metadata(SERVER_NAME, package_version("mnist-dvc-pipeline"))
         v2_metadata = open_inference.model_metadata(MODEL_NAME, platform)
         ready = {"name": MODEL_NAME, "ready": True}
-        predict_route = Route(self.tf_serving_predict, (JSON,))
-        infer_route = Route(self.open_inference_infer, (JSON, "application/octet-stream"))
+        tf_serving_model = {  # under /v1/models/mnist and /v1/models/mnist/versions/1
+            ("GET", ""): Route(lambda *_: status),
+            ("GET", "/metadata"): Route(lambda *_: v1_metadata),
+            ("POST", ":predict"): Route(self.tf_serving_predict, (JSON,)),
+        }
+        open_inference_model = {  # under /v2/models/mnist and /v2/models/mnist/versions/1
+            ("GET", ""): Route(lambda *_: v2_metadata),
+            ("GET", "/ready"): Route(lambda *_: ready),
+            ("POST", "/infer"): Route(
+                self.open_inference_infer, (JSON, "application/octet-stream")
+            ),
+        }
         self.routes: dict[tuple[str, str], Route] = {
-            ("GET", v1): Route(lambda *_: status),
-            ("GET", f"{v1}/versions/1"): Route(lambda *_: status),
-            ("GET", f"{v1}/metadata"): Route(lambda *_: v1_metadata),
-            ("GET", f"{v1}/versions/1/metadata"): Route(lambda *_: v1_metadata),
-            ("POST", f"{v1}:predict"): predict_route,
-            ("POST", f"{v1}/versions/1:predict"): predict_route,
+            (method, f"{model}{suffix}"): route
+            for base, endpoints in ((v1, tf_serving_model), (v2, open_inference_model))
+            for model in (base, f"{base}/versions/1")
+            for (method, suffix), route in endpoints.items()
+        }
+        self.routes |= {
             ("GET", "/v2"): Route(lambda *_: server),
             ("GET", "/v2/health/live"): Route(lambda *_: {"live": True}),
             ("GET", "/v2/health/ready"): Route(lambda *_: {"ready": True}),
-            ("GET", v2): Route(lambda *_: v2_metadata),
-            ("GET", f"{v2}/versions/1"): Route(lambda *_: v2_metadata),
-            ("GET", f"{v2}/ready"): Route(lambda *_: ready),
-            ("GET", f"{v2}/versions/1/ready"): Route(lambda *_: ready),
-            ("POST", f"{v2}/infer"): infer_route,
-            ("POST", f"{v2}/versions/1/infer"): infer_route,
             ("POST", "/api/digit"): Route(self.drawn_digit, ("image/png",)),
         }
 

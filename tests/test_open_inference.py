@@ -92,6 +92,13 @@ def test_a_wrong_tensor_is_a_400_with_one_line_tritonclient_raises(
     assert refused.value.message() == message
 
 
+def infer_body(data: list, **request: object) -> bytes:
+    """An infer request for one image whose pixels are `data`, with more of `request`."""
+    tensor = {"name": "images", "datatype": "UINT8", "shape": [1, 28, 28, 1], "data": data}
+    return json.dumps({"inputs": [tensor], **request}).encode()
+
+
+DATA = 'input "images"\'s data must be 784 integers 0-255; found'
 BAD_INFER_REQUESTS = [  # (body, the error's start)
     (b"{", "the inference request is not JSON"),
     (b'{"inputs": 7}', 'the inference request must be a JSON object with an "inputs" list'),
@@ -99,66 +106,18 @@ BAD_INFER_REQUESTS = [  # (body, the error's start)
         b'{"inputs": []}',
         'the model takes one input, "images" (UINT8, shape [N, 28, 28, 1]); found 0 inputs',
     ),
+    (infer_body([True] * 784), f"{DATA} true or false"),
+    (infer_body([0] * 783), f"{DATA} 783"),
+    (infer_body([300] * 784), f"{DATA} 300"),
     (
-        json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "UINT8",
-                        "shape": [1, 28, 28, 1],
-                        "data": [True] * 784,
-                    }
-                ]
-            }
-        ).encode(),
-        'input "images"\'s data must be 784 integers 0-255; found true or false',
-    ),
-    (
-        json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "UINT8",
-                        "shape": [1, 28, 28, 1],
-                        "data": [0] * 783,
-                    }
-                ]
-            }
-        ).encode(),
-        'input "images"\'s data must be 784 integers 0-255; found 783',
-    ),
-    (
-        json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "UINT8",
-                        "shape": [1, 28, 28, 1],
-                        "data": [300] * 784,
-                    }
-                ]
-            }
-        ).encode(),
-        'input "images"\'s data must be 784 integers 0-255; found 300',
-    ),
-    (
-        json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "images",
-                        "datatype": "UINT8",
-                        "shape": [1, 28, 28, 1],
-                        "data": [0] * 784,
-                    }
-                ],
-                "outputs": [{"name": "digit"}],
-            }
-        ).encode(),
+        infer_body([0] * 784, outputs=[{"name": "digit"}]),
         'the model has one output, "probabilities"; found "digit"',
+    ),
+    (
+        infer_body(
+            [0] * 784, outputs=[{"name": "probabilities", "parameters": {"classification": 3}}]
+        ),
+        'output parameters: only "binary_data" is supported; found classification',
     ),
 ]
 
