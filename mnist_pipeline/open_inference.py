@@ -37,6 +37,7 @@ EXTENSIONS = ["binary_tensor_data"]
 INPUT = {"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, *IMAGE_SHAPE]}
 OUTPUT = {"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, NUM_CLASSES]}
 IMAGE_PIXELS = int(np.prod(IMAGE_SHAPE))
+MAX_IMAGES = 100_000  # more than any body the server reads can hold
 
 
 @dataclass
@@ -65,7 +66,8 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     `header_length`, the Inference-Header-Content-Length header, is given)."""
     header, tail = body, b""
     if header_length is not None:
-        if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+        digits = header_length.isascii() and header_length.isdigit() and len(header_length) < 12
+        if not digits or not 0 < int(header_length) <= len(body):
             raise BadRequest(
                 f"{HEADER_LENGTH} {printable(header_length, 30)}: must be the JSON header's "
                 f"length in bytes, 1 to the body's {len(body):,}"
@@ -123,10 +125,10 @@ def _input_images(inputs: list, header: bytes, tail: bytes) -> np.ndarray:
         or len(shape) != 1 + len(IMAGE_SHAPE)
         or not all(isinstance(size, int) and not isinstance(size, bool) for size in shape)
         or tuple(shape[1:]) != IMAGE_SHAPE
-        or shape[0] < 1
+        or not 1 <= shape[0] <= MAX_IMAGES
     ):
         raise BadRequest(
-            f'input "{INPUT_NAME}" has shape [N, 28, 28, 1], N 1 or more; found {printable(json.dumps(shape), 60)}'
+            f'input "{INPUT_NAME}" has shape [N, 28, 28, 1], N 1 to {MAX_IMAGES:,}; found {printable(json.dumps(shape), 60)}'
         )
     count = shape[0] * IMAGE_PIXELS
     parameters = tensor.get("parameters") or {}

@@ -13,7 +13,8 @@ code `mnist-pipeline predict` uses on image files (mnist_pipeline.digits) and an
 
 What arrives over the network is bounded (docs/serving.md, "Holding under abuse"):
 
-- a body over MAX_BODY_BYTES is refused (413); a request's headers must be in within
+- a body over MAX_BODY_BYTES is refused (413), and bodies being read at once may
+  hold BODIES_BYTES in all (503 beyond); a request's headers must be in within
   HEADERS_DEADLINE_S of its first byte, its body within BODY_DEADLINE_S of its headers
   (408 and closed, however steadily the bytes trickle); a connection idle for
   IDLE_TIMEOUT_S is closed. One I/O thread (waitress's) reads every connection, up to
@@ -65,9 +66,10 @@ MODEL_NAME = "mnist"
 SERVER_NAME = "mnist-pipeline"
 DEFAULT_PORT = 8501  # TF Serving's REST port
 MAX_BODY_BYTES = 4 * 1024 * 1024  # about 1,000 images as JSON; 413 {"error"} beyond
-# Bodies over twice that are cut off by waitress as they arrive (a plain 413, and the
-# connection closed): the most a request can make the server read.
+# Bodies of this size or more are cut off by waitress as they arrive (a plain 413, and
+# the connection closed): the most a request can make the server read.
 HARD_BODY_LIMIT = 2 * MAX_BODY_BYTES
+BODIES_BYTES = 64 * 1024 * 1024  # bodies being read at once, all connections together
 HEADERS_DEADLINE_S = 10  # from a request's first byte (or a connection's opening)
 BODY_DEADLINE_S = 30  # from the end of its headers: 4 MiB at 140 KB/s
 IDLE_TIMEOUT_S = 15  # between requests on a kept-alive connection
@@ -117,6 +119,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow a --host other than this machine's loopback: every machine that reaches it "
         "can use the model, without authentication",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (repeatable), e.g. the name a proxy "
+        "or other machines use",
     )
     parser.add_argument(
         "--port",
@@ -239,10 +249,10 @@ class App:
         predict: Callable[[np.ndarray], np.ndarray],
         max_batch: int,
         platform: str,
-        loopback_only: bool = True,
+        hosts: HostPolicy,
     ) -> None:
         self.predict = Batcher(predict, max_batch)
-        self.loopback_only = loopback_only
+        self.hosts = hosts
         self.read_drawing = DrawingReader()
         self.drawn_digit(_bar_png(), {})  # starts the drawing processes before any request
         self.pages = {
@@ -304,7 +314,7 @@ class App:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         headers = [("Content-Type", JSON), ("Cache-Control", "no-store")]
         try:
-            self.check_caller(environ)
+            check_caller(environ, self.hosts)
             if method == "GET" and path in self.pages:
                 content, content_type = self.pages[path]
                 start_response("200 OK", [("Content-Type", content_type), *PAGE_HEADERS])
@@ -314,6 +324,7 @@ class App:
                 raise self.no_route(method, path)
             if method == "POST":
                 check_content_type(environ, route.media_types)
+                check_no_encoding(environ)
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if length > MAX_BODY_BYTES:
                 raise BadRequest(
@@ -324,37 +335,16 @@ class App:
             answer, status = route.answer(environ["wsgi.input"].read(length), environ), "200 OK"
         except BadRequest as error:
             answer, status = {"error": str(error)}, error.status
+        except Exception as error:  # a bug: the client still gets JSON, the log the traceback
+            logging.getLogger(SERVER_NAME).exception("%s %s failed", method, printable(path, 80))
+            answer = {"error": f"the server failed on this request ({type(error).__name__})"}
+            status = "500 Internal Server Error"
         if isinstance(answer, Raw):
             body, headers = answer.body, [*answer.headers, ("Cache-Control", "no-store")]
         else:
             body = json.dumps(answer).encode()
         start_response(status, headers)
         return [body]
-
-    def check_caller(self, environ: dict) -> None:
-        """Refuse requests for another host name (a DNS-rebinding page's) and requests a
-        browser sends from another site's page."""
-        host = environ.get("HTTP_HOST")
-        if self.loopback_only and host is not None and not is_loopback(host_name(host)):
-            raise BadRequest(
-                f"Host {printable(host, 80)} is not this server: it answers localhost, "
-                "127.0.0.1 and [::1] only (serve --allow-remote for other names)",
-                "421 Misdirected Request",
-            )
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and (host is None or origin.lower() != f"http://{host}".lower()):
-            raise BadRequest(
-                f"a request from the page of {printable(origin, 80)} is refused: only this "
-                "server's own page may call it",
-                "403 Forbidden",
-            )
-        site = environ.get("HTTP_SEC_FETCH_SITE")
-        if site is not None and site not in ("same-origin", "none"):
-            raise BadRequest(
-                f"a {printable(site, 20)} request is refused: only this server's own page "
-                "may call it",
-                "403 Forbidden",
-            )
 
     def no_route(self, method: str, path: str) -> BadRequest:
         allowed = sorted(m for m, p in self.routes if p == path) or (
@@ -374,6 +364,69 @@ class App:
 
     def close(self) -> None:
         self.read_drawing.close()
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """The Host names the server answers: loopback ones always; bound to another
+    interface (--allow-remote), also IP addresses and the names given with --allow-host.
+    A name an attacker's DNS can point here (DNS rebinding) is never among them."""
+
+    remote: bool = False
+    names: frozenset[str] = frozenset()
+
+    def allows(self, name: str) -> bool:
+        if is_loopback(name) or name in self.names:
+            return True
+        if not self.remote:
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    def allowed(self) -> str:
+        """The names allowed, as a message says them."""
+        names = ["localhost", "127.0.0.1", "[::1]", *sorted(self.names)]
+        return ", ".join(names) + (", and IP addresses" if self.remote else "")
+
+
+def check_caller(environ: dict, hosts: HostPolicy) -> None:
+    """Refuse requests for another host name (a DNS-rebinding page's) and requests a
+    browser sends from another site's page."""
+    host = environ.get("HTTP_HOST")
+    if host is not None and not hosts.allows(host_name(host)):
+        raise BadRequest(
+            f"Host {printable(host, 80)} is not this server: it answers {hosts.allowed()} "
+            "(serve --allow-host NAME for another name)",
+            "421 Misdirected Request",
+        )
+    origin = environ.get("HTTP_ORIGIN")
+    own = {f"{scheme}://{host}".lower() for scheme in ("http", "https")} if host else set()
+    if origin is not None and origin.lower() not in own:
+        raise BadRequest(
+            f"a request from the page of {printable(origin, 80)} is refused: only this "
+            "server's own page may call it",
+            "403 Forbidden",
+        )
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None and site not in ("same-origin", "none"):
+        raise BadRequest(
+            f"a {printable(site, 20)} request is refused: only this server's own page may call it",
+            "403 Forbidden",
+        )
+
+
+def check_no_encoding(environ: dict) -> None:
+    """A compressed body is refused: its size once decompressed is not bounded."""
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+    if encoding != "identity":
+        raise BadRequest(
+            f"Content-Encoding {printable(encoding, 40)} is not supported: send the body "
+            "uncompressed",
+            "415 Unsupported Media Type",
+        )
 
 
 def check_content_type(environ: dict, media_types: tuple[str, ...]) -> None:
@@ -433,31 +486,61 @@ def _bar_png() -> bytes:
 
 class DeadlineChannel(HTTPChannel):
     """waitress's connection, with deadlines for a request's headers and its body that no
-    trickle of bytes restarts (waitress's own timeout restarts on every byte): a request
-    past one is answered 408 and its connection closed."""
+    trickle of bytes restarts (waitress's own timeout restarts on every byte), and a
+    bound on what bodies make the server hold: a body is read only while the declared
+    sizes of those being read fit in BODIES_BYTES (waitress buffers them in memory or
+    temporary files)."""
+
+    server: Server
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._timed: object = None  # the partly read request the times below are of
         self._started: float | None = time.monotonic()  # its first byte; at first, the opening
         self._headers_in: float | None = None
+        self._reserved = 0  # bytes of BODIES_BYTES its body holds
 
     def received(self, data: bytes) -> bool:
         result = super().received(data)
         now = time.monotonic()
         if self.request is None:  # every request read is whole: no deadline runs
             self._timed, self._started, self._headers_in = None, None, None
+            self._release()
         elif self.request is not self._timed:  # a new request has begun
+            self._release()
             self._timed, self._started, self._headers_in = self.request, now, None
-        if self.request is not None and self.request.headers_finished and not self._headers_in:
+        request = self.request
+        if request is not None and request.headers_finished and not self._headers_in:
             self._headers_in = now
+            self._admit_body(request)
         return result
+
+    def _admit_body(self, request: Any) -> None:
+        """Read a body only while the server has room for it (503 otherwise). One over
+        MAX_BODY_BYTES is still read, up to HARD_BODY_LIMIT, so that the client hears
+        413 (closing on a client still sending would reset its connection unanswered)."""
+        size = HARD_BODY_LIMIT if request.chunked else request.content_length
+        if self.server.reserve(size):
+            self._reserved = size
+        else:
+            self._answer_and_close(
+                "503 Service Unavailable",
+                "busy: other requests' bodies are being read; try again in a moment",
+            )
+
+    def _release(self) -> None:
+        self.server.release(self._reserved)
+        self._reserved = 0
+
+    def handle_close(self) -> None:
+        self._release()
+        super().handle_close()
 
     def enforce_deadlines(self) -> None:
         """Answer 408 and close if the request being read is past a deadline."""
         late = self._late()
         if late:
-            self._time_out(late)
+            self._answer_and_close("408 Request Timeout", late)
 
     def _late(self) -> str | None:
         if self._started is None or self.will_close or self.close_when_flushed:
@@ -469,34 +552,49 @@ class DeadlineChannel(HTTPChannel):
             return f"the request's body took over {BODY_DEADLINE_S} s to arrive"
         return None
 
-    def _time_out(self, message: str) -> None:
+    def _answer_and_close(self, status: str, message: str) -> None:
+        """Drop the request being read, answer it {"error": message}, and close."""
         self._started = None
-        if self.requests:  # an earlier request's answer is being written: just close
-            self.will_close = True
-            return
-        body = json.dumps({"error": message}).encode()
-        response = (
-            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        with self.outbuf_lock:
-            self.outbufs[-1].append(response)
-            self.current_outbuf_count += len(response)
-            self.total_outbufs_len += len(response)
-        self.request = None
-        self.close_when_flushed = True
+        self._release()
+        with self.requests_lock:  # as waitress's worker threads take it for self.request
+            self.request = None
+            if self.requests:  # an earlier request's answer is being written: just close
+                self.will_close = True
+                return
+            body = json.dumps({"error": message}).encode()
+            response = (
+                b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status.encode(), len(body), body)
+            )
+            with self.outbuf_lock:
+                self.outbufs[-1].append(response)
+                self.current_outbuf_count += len(response)
+                self.total_outbufs_len += len(response)
+            self.close_when_flushed = True
 
 
 class Server(TcpWSGIServer):
-    """waitress's server, its connections DeadlineChannels, whose deadlines it enforces
-    at each cleanup (every `cleanup_interval` seconds), beside waitress's idle timeout."""
+    """waitress's server, its connections DeadlineChannels: it enforces their deadlines
+    at each cleanup (every `cleanup_interval` seconds), beside waitress's idle timeout,
+    and keeps the count of the body bytes they may hold. All of it runs in waitress's
+    one I/O thread."""
 
     channel_class = DeadlineChannel
+    bodies_reserved = 0
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)
         for channel in list(self.active_channels.values()):
             channel.enforce_deadlines()
+
+    def reserve(self, size: int) -> bool:
+        if self.bodies_reserved + size > BODIES_BYTES:
+            return False
+        self.bodies_reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.bodies_reserved -= size
 
 
 def latest_version(model_dir: Path) -> Path:
@@ -555,7 +653,8 @@ def run(args: argparse.Namespace) -> None:
     predict, served = load_predictor(args)
     _allow_open_files(MAX_CONNECTIONS + 100)
     try:
-        app = App(predict, args.max_batch, RUNTIMES[args.runtime], loopback_only=loopback)
+        hosts = HostPolicy(not loopback, frozenset(name.lower() for name in args.allow_host))
+        app = App(predict, args.max_batch, RUNTIMES[args.runtime], hosts)
     except BadRequest as error:  # the drawing processes did not start
         raise StageError(f"cannot start reading drawings: {error}") from None
     try:
@@ -576,7 +675,8 @@ def run(args: argparse.Namespace) -> None:
         raise StageError(
             f"cannot listen on {args.host}:{args.port}: {error.strerror or error}; pick another --port"
         ) from None
-    url = f"http://{args.host}:{server.effective_port}"
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+    url = f"http://{shown}:{server.effective_port}"
     print(
         f"serving {served} ({args.runtime}) as '{MODEL_NAME}' at {url}/v1/models/{MODEL_NAME} "
         f"and {url}/v2/models/{MODEL_NAME}; draw a digit at {url}/",

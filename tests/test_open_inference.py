@@ -73,7 +73,7 @@ def test_infer_answers_what_tf_servings_api_answers(client, test_images, tf_serv
         (
             [1, 28, 28],
             "UINT8",
-            'input "images" has shape [N, 28, 28, 1], N 1 or more; found [1, 28, 28]',
+            'input "images" has shape [N, 28, 28, 1], N 1 to 100,000; found [1, 28, 28]',
         ),
         ([1, 28, 28, 1], "FP32", 'input "images" is UINT8; found datatype "FP32"'),
     ],
@@ -127,3 +127,33 @@ def test_a_bad_infer_request_is_one_line(model_server, request_body, message):
     status, answer = model_server.call("/v2/models/mnist/infer", request_body)
     assert status == 400 and list(answer) == ["error"]
     assert answer["error"].startswith(message) and "\n" not in answer["error"]
+
+
+HUGE = "1" + "0" * 4299  # the most digits Python reads as an int
+
+
+@pytest.mark.parametrize(
+    ("request_body", "header_length", "message"),
+    [
+        (
+            b"{}",
+            "\u00b2",
+            "Inference-Header-Content-Length \u00b2: must be the JSON header's length",
+        ),
+        (b"{}", "0" * 4400 + "1", "Inference-Header-Content-Length 000"),
+        (b"{}", "3", "Inference-Header-Content-Length 3: must be the JSON header's length"),
+        (
+            f'{{"inputs": [{{"name": "images", "datatype": "UINT8", "shape": [{HUGE}, 28, 28, 1]}}]}}'.encode(),
+            None,
+            'input "images" has shape [N, 28, 28, 1], N 1 to 100,000; found [1000',
+        ),
+    ],
+    ids=["a superscript digit", "4,401 digits", "past the body", "4,300-digit N"],
+)
+def test_hostile_lengths_and_shapes_are_one_line_not_a_crash(
+    model_server, request_body, header_length, message
+):
+    headers = {} if header_length is None else {"Inference-Header-Content-Length": header_length}
+    status, answer = model_server.call("/v2/models/mnist/infer", request_body, headers=headers)
+    assert (status, list(answer)) == (400, ["error"])
+    assert answer["error"].startswith(message)

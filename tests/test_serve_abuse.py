@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from mnist_pipeline.serve import DRAWING_DEADLINE_S, HEADERS_DEADLINE_S
+from mnist_pipeline.serve import (
+    BODIES_BYTES,
+    DRAWING_DEADLINE_S,
+    HEADERS_DEADLINE_S,
+    HostPolicy,
+    check_caller,
+)
+from mnist_pipeline.serving_inputs import BadRequest
 
 from .helpers import project_env, run_command
 from .project import Served, drawing_png, rss_mib, scan_bomb_jpeg, serving
@@ -123,7 +130,7 @@ def test_hundreds_of_slow_and_idle_connections_leave_the_server_answering(server
                     connection.sendall(f"X-Slow-{second}: 1\r\n".encode())
             time.sleep(max(0.0, start + second + 1 - time.monotonic()))
         assert normal_request(server, one_digit) < NORMAL_LIMIT_S
-        for connection in slow:
+        for connection in idle + slow:  # the idle ones too: their deadline runs from opening
             answer = b""
             while chunk := connection.recv(4096):
                 answer += chunk
@@ -134,6 +141,42 @@ def test_hundreds_of_slow_and_idle_connections_leave_the_server_answering(server
     finally:
         for connection in idle + slow:
             connection.close()
+
+
+def test_bodies_beyond_the_servers_room_are_refused_before_they_are_read(server):
+    """Bodies the server is waiting for may hold 64 MiB in all (waitress buffers them in
+    memory or temporary files): the 17th of 4 MB each, declared at once, is answered 503
+    at once rather than read; once the others go, a body is read again."""
+    address = (urlsplit(server.url).hostname, urlsplit(server.url).port)
+
+    def declare(size: int) -> socket.socket:
+        connection = socket.create_connection(address, timeout=10)
+        connection.sendall(
+            b"POST /v1/models/mnist:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size
+        )
+        return connection
+
+    waiting = [declare(4_000_000) for _ in range(BODIES_BYTES // 4_000_000)]
+    try:
+        time.sleep(0.5)  # all of them read and admitted
+        refused, answer = declare(4_000_000), b""
+        while chunk := refused.recv(4096):
+            answer += chunk
+        refused.close()
+        assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer[:80]
+        assert answer.endswith(
+            b"busy: other requests' bodies are being read; try again in a moment\"}"
+        )
+    finally:
+        for connection in waiting:
+            connection.close()
+    time.sleep(0.5)  # their room given back as they close
+    again = declare(4_000_000)
+    again.settimeout(1)
+    with pytest.raises(TimeoutError):  # admitted: it waits for the body
+        again.recv(1)
+    again.close()
 
 
 CALLERS = [  # (headers, body or None for a GET, status, the error's start)
@@ -192,6 +235,34 @@ def test_its_own_page_and_loopback_names_are_answered(server, one_digit):
     connection.request("POST", "/v1/models/mnist:predict", one_digit)
     assert connection.getresponse().status == 200
     connection.close()
+
+
+HOSTS = [  # (Host header, answered on loopback alone, with --allow-remote --allow-host digits.lan)
+    ("localhost:8501", True, True),
+    ("LOCALHOST.:8501", True, True),
+    ("127.0.0.1", True, True),
+    ("[::1]:8501", True, True),
+    ("192.168.1.20:8501", False, True),
+    ("[fe80::1]:8501", False, True),
+    ("digits.lan:8501", False, True),
+    ("rebound.attacker.example:8501", False, False),
+    ("localhost.attacker.example", False, False),
+]
+
+
+@pytest.mark.parametrize(("host", "on_loopback", "remote"), HOSTS)
+def test_a_host_name_an_attackers_dns_could_point_here_is_never_answered(host, on_loopback, remote):
+    """A DNS-rebinding page sends its own name as Host: refused bound to loopback, and
+    bound to another interface too, where IP addresses and --allow-host names pass."""
+    remote_policy = HostPolicy(remote=True, names=frozenset({"digits.lan"}))
+    for allowed, policy in ((on_loopback, HostPolicy()), (remote, remote_policy)):
+        environ = {"HTTP_HOST": host, "HTTP_ORIGIN": f"https://{host}"}  # its own page, TLS
+        if allowed:
+            check_caller(environ, policy)
+        else:
+            with pytest.raises(BadRequest) as refused:
+                check_caller(environ, policy)
+            assert refused.value.status == "421 Misdirected Request"
 
 
 def test_another_interface_needs_allow_remote_and_warns(trained_project, server):
