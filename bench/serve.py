@@ -238,22 +238,23 @@ def flood(url: str, body: bytes, content_type: str, count: int, seconds: float =
     return {"statuses": statuses, "slowest_answer_s": round(max(s for _, s in answers), 2)}
 
 
-def slow_clients(address: tuple[str, int], trickling: int, idle: int, body_bytes: bool) -> dict:
+def slow_clients(address: tuple[str, int], trickling: int, idle: int, body_size: int = 0) -> dict:
     """`idle` connections that send nothing and `trickling` ones that send a header line
-    (or, with `body_bytes`, after whole headers, a body byte) a second, until the server
-    closes them: how many got 408, and after how long at most."""
+    (or, with a `body_size`, after whole headers declaring it, a body byte) a second,
+    until the server answers and closes them: the statuses they got, and when the last
+    was closed."""
     quiet = [socket.create_connection(address, timeout=10) for _ in range(idle)]
     slow = [socket.create_connection(address, timeout=10) for _ in range(trickling)]
     head = b"POST /v1/models/mnist:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-    if body_bytes:
-        head += b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    if body_size:
+        head += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % body_size
     for connection in slow:
         connection.sendall(head)
         connection.setblocking(False)
     start, open_ = time.perf_counter(), set(range(trickling))
-    timed_out, closed_after = 0, 0.0
-    limit = (BODY_DEADLINE_S if body_bytes else HEADERS_DEADLINE_S) + 5
-    for second in range(limit):
+    statuses: dict[str, int] = {}
+    closed_after = 0.0
+    for second in range((BODY_DEADLINE_S if body_size else HEADERS_DEADLINE_S) + 5):
         for number in list(open_):
             try:
                 answer = slow[number].recv(4096)
@@ -262,19 +263,20 @@ def slow_clients(address: tuple[str, int], trickling: int, idle: int, body_bytes
             except OSError:
                 answer = b""
             if answer is not None:  # an answer, or closed
-                timed_out += b" 408 " in answer
+                status = answer.split(b" ")[1].decode() if answer.startswith(b"HTTP/") else "none"
+                statuses[status] = statuses.get(status, 0) + 1
                 closed_after = time.perf_counter() - start
                 open_.discard(number)
                 continue
             with contextlib.suppress(OSError):
-                slow[number].sendall(b"0" if body_bytes else b"X-Slow-%d: 1\r\n" % second)
+                slow[number].sendall(b"0" if body_size else b"X-Slow-%d: 1\r\n" % second)
         if not open_:
             break
         time.sleep(max(0.0, start + second + 1 - time.perf_counter()))
     for connection in quiet + slow:
         connection.close()
     return {
-        "answered_408": timed_out,
+        "statuses": statuses,
         "still_open": len(open_),
         "closed_after_s": round(closed_after, 1),
     }
@@ -309,13 +311,13 @@ def attacks(server, body: bytes) -> list[dict]:
             server,
             body,
             "200 connections trickling headers, 100 idle",
-            lambda: slow_clients(address, 200, 100, False),
+            lambda: slow_clients(address, 200, 100),
         ),
         attack(
             server,
             body,
-            "50 connections trickling a body",
-            lambda: slow_clients(address, 50, 0, True),
+            "50 connections trickling 4 MB bodies",
+            lambda: slow_clients(address, 50, 0, 4_000_000),
         ),
     ]
 

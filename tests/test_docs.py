@@ -569,13 +569,12 @@ def gpu_row(run: dict) -> list[str]:
 
 def attack_row(attack: dict) -> list[str]:
     """A row of docs/serving.md's table of attacks, from bench/results/serve.json."""
-    if "statuses" in attack:
-        statuses = ", ".join(f"{code} x{n}" for code, n in sorted(attack["statuses"].items()))
+    statuses = ", ".join(f"{code} x{n}" for code, n in sorted(attack["statuses"].items()))
+    if "slowest_answer_s" in attack:
         got = f"{statuses}; slowest answer {attack['slowest_answer_s']} s"
     else:
         got = (
-            f"408 x{attack['answered_408']}, {attack['still_open']} left open; "
-            f"closed by {attack['closed_after_s']} s"
+            f"{statuses}, {attack['still_open']} left open; closed by {attack['closed_after_s']} s"
         )
     return [
         attack["attack"],
