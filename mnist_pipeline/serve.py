@@ -27,7 +27,8 @@ What arrives over the network is bounded (docs/serving.md, "Holding under abuse"
   a web page on a rebound DNS name cannot read it; a cross-site request (its Origin or
   Sec-Fetch-Site) is refused (403); a POST's Content-Type must be its endpoint's (415):
   a browser can send no cross-site request that passes. Another interface needs
-  --allow-remote, and prints a warning.
+  --allow-remote, and prints a warning; there, IP addresses and --allow-host names are
+  answered too, never a name an attacker's DNS could point here.
 
 Requests that arrive together are predicted as one batch.
 """
