@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
 
 from mnist_pipeline.serve import BODY_DEADLINE_S, HEADERS_DEADLINE_S
-from tests.project import drawing_png, rss_mib, scan_bomb_jpeg, serving
+from tests.project import drawing_png, post, rss_mib, scan_bomb_jpeg, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {  # issue 21's, on the 2-core machine
@@ -174,20 +173,6 @@ def normal_request(address: tuple[str, int], body: bytes) -> float:
     return time.perf_counter() - start if ok else float("inf")
 
 
-def post(url: str, body: bytes, content_type: str) -> tuple[int, float]:
-    """(status, seconds) of one POST on its own connection."""
-    start = time.perf_counter()
-    request = urllib.request.Request(url, body, {"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            response.read()
-            status = response.status
-    except urllib.error.HTTPError as error:
-        with error:
-            status = error.code
-    return status, time.perf_counter() - start
-
-
 def attack(server, body: bytes, name: str, run: Callable[[], dict]) -> dict:
     """Run `run` (an attack) while a normal request goes every 0.2 s; then the normal
     requests after it, and the server's memory (with its drawing readers) before and
@@ -231,11 +216,11 @@ def flood(url: str, body: bytes, content_type: str, count: int, seconds: float =
     answers, start = [], time.perf_counter()
     with ThreadPoolExecutor(count) as pool:
         while time.perf_counter() - start < seconds:
-            answers += pool.map(lambda _: post(url, body, content_type), range(count))
+            answers += pool.map(lambda _: post(url, body, content_type, 120), range(count))
     statuses: dict[str, int] = {}
-    for status, _ in answers:
+    for status, _, _ in answers:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    return {"statuses": statuses, "slowest_answer_s": round(max(s for _, s in answers), 2)}
+    return {"statuses": statuses, "slowest_answer_s": round(max(s for _, _, s in answers), 2)}
 
 
 def slow_clients(address: tuple[str, int], trickling: int, idle: int, body_size: int = 0) -> dict:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +162,16 @@ def scan_bomb_jpeg(side: int = 7000, extra_scans: int = 200) -> bytes:
     data = out.getvalue()
     last_scan, end = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
     return data[:end] + data[last_scan:end] * extra_scans + data[end:]
+
+
+def post(url: str, body: bytes, content_type: str, timeout: float = 60) -> tuple[int, dict, float]:
+    """(status, JSON answer, seconds taken) of one POST to the server, on its own
+    connection."""
+    request = urllib.request.Request(url, body, {"Content-Type": content_type})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), time.perf_counter() - start
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read()), time.perf_counter() - start

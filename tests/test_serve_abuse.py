@@ -31,7 +31,7 @@ from mnist_pipeline.serve import (
 from mnist_pipeline.serving_inputs import BadRequest
 
 from .helpers import project_env, run_command
-from .project import Served, drawing_png, rss_mib, scan_bomb_jpeg, serving
+from .project import Served, drawing_png, post, rss_mib, scan_bomb_jpeg, serving
 
 pytestmark = pytest.mark.slow  # the trained project: a small pipeline run
 
@@ -52,18 +52,6 @@ def server(trained_project) -> Iterator[Served]:
 def one_digit(trained_project) -> bytes:
     image = np.load(trained_project / "data/processed/test_images.npy")[:1]
     return json.dumps({"instances": image.tolist()}).encode()
-
-
-def post(url: str, body: bytes, content_type: str, timeout: float = 60) -> tuple[int, dict, float]:
-    """(status, JSON answer, seconds taken) of one POST."""
-    request = urllib.request.Request(url, body, {"Content-Type": content_type})
-    start = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read()), time.monotonic() - start
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read()), time.monotonic() - start
 
 
 def normal_request(server: Served, one_digit: bytes) -> float:
