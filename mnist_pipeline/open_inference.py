@@ -91,8 +91,9 @@ def infer_answer(
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The answer's body and headers: JSON, or JSON then the raw float32 probabilities."""
     output: dict[str, Any] = {**OUTPUT, "shape": list(probabilities.shape)}
-    raw = probabilities.astype("<f4").tobytes()
+    raw = b""  # the binary tensors after the JSON, when asked for
     if request.binary_output:
+        raw = probabilities.astype("<f4").tobytes()
         output["parameters"] = {"binary_data_size": len(raw)}
     else:
         output["data"] = probabilities.ravel().tolist()

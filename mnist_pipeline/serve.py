@@ -36,6 +36,7 @@ Requests that arrive together are predicted as one batch.
 from __future__ import annotations
 
 import argparse
+import io
 import ipaddress
 import json
 import logging
@@ -54,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pebble
+from PIL import Image
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
@@ -183,9 +186,6 @@ class DrawingReader:
     DRAWING_DEADLINE_S: one that takes longer has its process killed (and replaced)."""
 
     def __init__(self) -> None:
-        import pebble
-
-        self._pebble = pebble
         # spawn: the processes start clean, not as copies of a server holding TensorFlow
         context = multiprocessing.get_context("spawn")
         self._pool = pebble.ProcessPool(max_workers=DRAWING_WORKERS, context=context)
@@ -214,7 +214,7 @@ class DrawingReader:
                 ) from None
             except ValueError as error:
                 raise BadRequest(str(error)) from None
-            except (self._pebble.ProcessExpired, BrokenProcessPool) as error:
+            except (pebble.ProcessExpired, BrokenProcessPool) as error:
                 raise BadRequest(
                     f"the drawing could not be read: {printable(str(error), 80)}",
                     "503 Service Unavailable",
@@ -474,10 +474,6 @@ def page_files() -> dict[str, Path]:
 
 def _bar_png() -> bytes:
     """A PNG of a white bar on black: a digit 1 for warming up."""
-    import io
-
-    from PIL import Image
-
     pixels = np.zeros((28, 28), np.uint8)
     pixels[6:22, 13:15] = 255
     png = io.BytesIO()
