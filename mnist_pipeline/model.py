@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mnist_pipeline import augmentations
 from mnist_pipeline.backend import import_keras
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
 from mnist_pipeline.stage import StageError
@@ -66,12 +67,14 @@ def build_model(params: ModelParams, seed: int = 0) -> keras.Model:
 
 
 def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
-    """Random rotation, zoom and shift of the scaled image, each seeded (so a rerun sees
-    the same images; the layers' seed state is a model variable, so a resumed run
-    continues the same stream), each active only in training. A zero turns its layer off."""
+    """Random rotation, zoom and shift of the scaled image, then what pens and scanners
+    do (augmentations.py): elastic distortion, stroke width, blur, noise and erasing.
+    Each is seeded (so a rerun sees the same images; the layers' seed state is a model
+    variable, so a resumed run continues the same stream), each active only in training.
+    A zero turns its layer off."""
     blank = {"fill_mode": "constant", "fill_value": 0.0}  # MNIST's black background
     chosen: list[keras.layers.Layer] = []
-    seeds = [(seed + offset) % 2**32 for offset in range(3)]  # one stream per layer
+    seeds = [(seed + offset) % 2**32 for offset in range(8)]  # one stream per layer
     if params.rotation:
         chosen.append(layers.RandomRotation(params.rotation / 360, seed=seeds[0], **blank))
     if params.zoom:
@@ -80,6 +83,16 @@ def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     if params.shift:
         shift = (-params.shift, params.shift)
         chosen.append(layers.RandomTranslation(shift, shift, seed=seeds[2], **blank))
+    pens_and_scanners = (
+        (augmentations.RandomElastic, params.elastic),
+        (augmentations.RandomStrokeWidth, params.stroke),
+        (augmentations.RandomBlur, params.blur),
+        (augmentations.RandomNoise, params.noise),
+        (augmentations.RandomErasing, params.erasing),
+    )
+    for (kind, strength), layer_seed in zip(pens_and_scanners, seeds[3:], strict=True):
+        if strength:
+            chosen.append(kind(strength, seed=layer_seed))
     return chosen
 
 

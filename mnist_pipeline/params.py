@@ -32,7 +32,7 @@ from ruamel.yaml.events import (
     ScalarEvent,
 )
 
-from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES, TRAIN_COUNT
+from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES, TEST_COUNT, TRAIN_COUNT
 from mnist_pipeline.paths import PARAMS_FILE
 from mnist_pipeline.stage import StageError, printable
 
@@ -64,6 +64,11 @@ class AugmentParams(_Section):
     rotation: float = Field(ge=0, le=180)  # degrees, either way
     zoom: float = Field(ge=0, lt=1)  # fraction, in or out
     shift: float = Field(ge=0, lt=1)  # fraction of the side, along each axis
+    elastic: float = Field(ge=0, le=10)  # pixels: the distortion field's RMS, at most
+    stroke: float = Field(ge=0, le=3)  # pixels thinner or bolder each side, at most
+    blur: float = Field(ge=0, le=1.5)  # the Gaussian's sigma in pixels, at most
+    noise: float = Field(ge=0, le=1)  # the noise's standard deviation (share of white)
+    erasing: float = Field(ge=0, le=1)  # the chance of an erased patch
 
 
 class ModelParams(_Section):
@@ -118,6 +123,15 @@ class TrainParams(_Section):
     precision: Literal[PRECISIONS]  # type: ignore[valid-type]
 
 
+class RobustnessParams(_Section):
+    seed: int = Field(ge=0, le=2**32 - 1)  # the corruptions' randomness
+    test_images: int = Field(ge=NUM_CLASSES, le=TEST_COUNT)  # test images each one corrupts
+
+
+class EvaluateParams(_Section):
+    min_robustness: float | None = Field(ge=0, le=1)  # the suite's mean, at least; null = off
+
+
 class Params(_Section):
     """The sections a stage asked for; the others stay None."""
 
@@ -125,6 +139,8 @@ class Params(_Section):
     preprocess: PreprocessParams | None = None
     model: ModelParams | None = None
     train: TrainParams | None = None
+    robustness: RobustnessParams | None = None
+    evaluate: EvaluateParams | None = None
 
 
 SECTIONS = tuple(Params.model_fields)
@@ -135,6 +151,8 @@ _MAPPINGS: dict[tuple[str, ...], type[BaseModel]] = {  # where each mapping of k
     ("model",): ModelParams,
     ("model", "augment"): AugmentParams,
     ("train",): TrainParams,
+    ("robustness",): RobustnessParams,
+    ("evaluate",): EvaluateParams,
 }
 
 # Limits on the file itself, so that no file makes a stage hang or crash before it can

@@ -22,7 +22,7 @@ from mnist_pipeline.model import (
     save_model,
     set_precision,
 )
-from mnist_pipeline.params import AugmentParams, read_params_file, validate_params
+from mnist_pipeline.params import read_params_file, validate_params
 from mnist_pipeline.paths import PARAMS_FILE
 from mnist_pipeline.stage import StageError
 
@@ -181,9 +181,8 @@ def test_strided_convs_and_batch_norm_build_deottes_cnn():
 
 
 def test_augmentation_changes_training_images_only_and_is_seeded():
-    params = DEFAULT_MODEL.model_copy(
-        update={"augment": AugmentParams(rotation=10.0, zoom=0.1, shift=0.1)}
-    )
+    augment = DEFAULT_MODEL.augment.model_copy(update={"rotation": 10.0, "zoom": 0.1, "shift": 0.1})
+    params = DEFAULT_MODEL.model_copy(update={"augment": augment})
     images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
 
     def augmented(seed: int) -> np.ndarray:
@@ -204,6 +203,69 @@ def test_augmentation_changes_training_images_only_and_is_seeded():
     np.testing.assert_allclose(
         model.predict(images, verbose=0), plain.predict(images, verbose=0), rtol=1e-6
     )
+
+
+def _digits(count: int = 32) -> np.ndarray:
+    """`count` digit-like images in [0, 1]: rings and bars of 2-3 pixel strokes."""
+    rows, cols = np.mgrid[:28, :28]
+    images = np.zeros((count, 28, 28, 1), dtype=np.float32)
+    for number in range(count):
+        radius = 5 + number % 5
+        ring = np.abs(np.hypot(rows - 14, cols - 14) - radius) < 1.3
+        bar = (np.abs(cols - 8 - number % 12) < 1.5) & (rows > 4) & (rows < 24)
+        images[number, ..., 0] = np.where(ring if number % 2 else bar, 1.0, 0.0)
+    return images
+
+
+# Each pen-and-scanner layer at its strongest, and what it must do to a batch of digits.
+PENS_AND_SCANNERS = {
+    "elastic": (1.5, "RandomElastic"),  # Simard's alpha 34, sigma 4 move pixels ~1.4 RMS
+    "stroke": (1.0, "RandomStrokeWidth"),
+    "blur": (1.5, "RandomBlur"),
+    "noise": (0.3, "RandomNoise"),
+    "erasing": (1.0, "RandomErasing"),
+}
+
+
+@pytest.mark.parametrize("name", list(PENS_AND_SCANNERS))
+def test_pen_and_scanner_augmentations_are_seeded_and_change_training_images_only(name):
+    strength, kind = PENS_AND_SCANNERS[name]
+    augment = DEFAULT_MODEL.augment.model_copy(update={name: strength})
+    params = DEFAULT_MODEL.model_copy(update={"augment": augment})
+    digits = _digits()
+
+    def layer(seed: int) -> keras.layers.Layer:
+        (found,) = [one for one in build_model(params, seed).layers if type(one).__name__ == kind]
+        return found
+
+    def augmented(seed: int) -> np.ndarray:
+        return keras.ops.convert_to_numpy(layer(seed)(digits, training=True))
+
+    changed = augmented(1)
+    np.testing.assert_array_equal(changed, augmented(1))
+    assert not np.array_equal(changed, augmented(2))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(1)(digits)), digits)
+    assert changed.dtype == np.float32 and changed.min() >= 0 and changed.max() <= 1
+    ink, changed_ink = digits.sum(axis=(1, 2, 3)), changed.sum(axis=(1, 2, 3))
+    if name == "elastic":  # the strokes move and bend, the digit stays in place
+        assert np.mean(np.abs(changed - digits)) > 0.02
+        np.testing.assert_allclose(changed_ink, ink, rtol=0.5)
+        rows = np.arange(28)[None, :, None, None]
+        centre, moved = (
+            np.sum(x * rows, axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3)) for x in (digits, changed)
+        )
+        assert np.max(np.abs(moved - centre)) < 3
+    elif name == "stroke":  # some digits thinner, some bolder
+        assert (changed_ink < 0.8 * ink).any() and (changed_ink > 1.2 * ink).any()
+    elif name == "blur":  # edges soften: grey levels appear, the brightest dims
+        assert np.mean((changed > 0.05) & (changed < 0.95)) > 2 * np.mean(
+            (digits > 0) & (digits < 1)
+        )
+        assert (changed.max(axis=(1, 2, 3)) < 0.99).any()
+    elif name == "noise":  # the black background gets speckled
+        assert np.mean(changed[digits == 0] > 0.05) > 0.1
+    else:  # a patch of each digit erased, nothing added
+        assert (changed <= digits).all() and (changed_ink < ink).mean() > 0.5
 
 
 def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_softmax():

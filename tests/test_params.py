@@ -46,6 +46,11 @@ def test_the_committed_params_are_valid(monkeypatch):
     assert params.model.conv_blocks == [[32, 64]] and params.model.dense_units == 128
 
 
+# model.augment with every layer off, as params.yaml has it
+NO_AUGMENTATION = dict.fromkeys(
+    ("rotation", "zoom", "shift", "elastic", "stroke", "blur", "noise", "erasing"), 0.0
+)
+
 CASES = [
     # (dotted key, bad value, sections to load, what the message must say)
     (
@@ -134,13 +139,14 @@ CASES = [
     ),
     (
         "model.augment",
-        {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, "shfit": 0.1},
+        {**NO_AUGMENTATION, "rotation": 10.0, "shfit": 0.1},
         "model",
-        "model.augment.shfit is not a known key; allowed: rotation, zoom, shift",
+        "model.augment.shfit is not a known key; allowed: rotation, zoom, shift, elastic, "
+        "stroke, blur, noise, erasing",
     ),
     (
         "model.augment",
-        {"rotation": 200, "zoom": 0.1, "shift": 0.1},
+        {**NO_AUGMENTATION, "rotation": 200},
         "model",
         "model.augment.rotation = 200 is invalid: Input should be less than or equal to 180",
     ),

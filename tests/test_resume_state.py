@@ -85,8 +85,9 @@ def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(
 
 
 # Every new part of the model family whose state a resume must carry: the augmentation
-# layers' seed state, batch norm's moving statistics, the one-cycle schedule's step
+# layers' seed state (pens and scanners' too), batch norm's moving statistics, the one-cycle schedule's step
 # (the optimizer's iterations), bfloat16 compute and label smoothing.
+PENS_AND_SCANNERS = {"elastic": 1.5, "stroke": 0.7, "blur": 1.0, "noise": 0.1, "erasing": 0.5}
 MODEL_FAMILY = {
     "model": {
         "conv_blocks": [[8, 8], [16]],
@@ -94,7 +95,7 @@ MODEL_FAMILY = {
         "block_dropout": [0.2, 0.2],
         "batch_norm": True,
         "dense_units": 32,
-        "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1},
+        "augment": {"rotation": 10.0, "zoom": 0.1, "shift": 0.1, **PENS_AND_SCANNERS},
     },
     "train": {
         "epochs": 3,
