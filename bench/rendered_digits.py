@@ -2,7 +2,10 @@
 TrueType fonts that Debian's font packages ship (DejaVu, Liberation), dark on light, at
 several sizes and positions, each read through `mnist-pipeline predict`'s own path; then the
 same digits made harder, as real pens, scans and hands make them: thin and bold strokes,
-blur, low resolution, and rotation up to 15 degrees either way.
+blur, low resolution, and rotation up to 15 degrees either way. The rendering and the
+harder variants are the robustness suite's own (mnist_pipeline/renderings.py); the fonts
+are the system's, as the figures docs/serving.md quotes were measured (the suite renders
+with the fonts matplotlib ships instead).
 
     python bench/rendered_digits.py [--model models/model.keras] [--out DIR]
                                     [--variants "as rendered" "blurred" ...]
@@ -12,11 +15,23 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this project's package
+
+from mnist_pipeline.renderings import (
+    blurred,
+    bold,
+    low_resolution,
+    render,
+    rotated,
+    thin,
+)
 
 FONT_DIRS = [Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation")]
 SIZES = (24, 60, 140)  # font sizes in points
@@ -24,36 +39,18 @@ CANVASES = ((64, 64), (200, 120), (300, 300))  # width, height
 PLACES = ((0.5, 0.5), (0.25, 0.3), (0.7, 0.65))  # where the digit's centre goes
 
 
-LOW_RESOLUTION_HEIGHT = 10  # pixels
-
-
-# Each variant: a rendered digit (black on white, grayscale) in, a harder one out. The
-# stroke filters scale with the canvas so that a thin stroke stays visible on a small one.
-def _stroke(image: Image.Image, kind: type[ImageFilter.RankFilter]) -> Image.Image:
-    side = 3 if min(image.size) < 150 else 5
-    return image.filter(kind(side))
-
-
-def _low_resolution(image: Image.Image) -> Image.Image:
-    """Scanned so coarsely that the digit is 10 pixels tall (MNIST's are 20), then
-    blown back up to the canvas's size, blocky."""
-    width, height = image.size
-    _, top, _, bottom = ImageOps.invert(image).getbbox()
-    scale = min(1.0, LOW_RESOLUTION_HEIGHT / (bottom - top))
-    small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BOX)
-    return small.resize((width, height), Image.NEAREST)
-
-
+# Each variant: a rendered digit (black on white, grayscale) in, a harder one out; made
+# as the robustness suite's rendered sets are (mnist_pipeline/renderings.py).
 VARIANTS = {
     "as rendered": lambda image: image,
-    "thin strokes": lambda image: _stroke(image, ImageFilter.MaxFilter),  # white eats ink
-    "bold strokes": lambda image: _stroke(image, ImageFilter.MinFilter),  # ink spreads
-    "blurred": lambda image: image.filter(ImageFilter.GaussianBlur(min(image.size) / 40)),
-    "low resolution": _low_resolution,
-    "rotated 8 degrees": lambda image: image.rotate(8, Image.BILINEAR, fillcolor=255),
-    "rotated -8 degrees": lambda image: image.rotate(-8, Image.BILINEAR, fillcolor=255),
-    "rotated 15 degrees": lambda image: image.rotate(15, Image.BILINEAR, fillcolor=255),
-    "rotated -15 degrees": lambda image: image.rotate(-15, Image.BILINEAR, fillcolor=255),
+    "thin strokes": thin,
+    "bold strokes": bold,
+    "blurred": blurred,
+    "low resolution": low_resolution,
+    "rotated 8 degrees": lambda image: rotated(image, 8),
+    "rotated -8 degrees": lambda image: rotated(image, -8),
+    "rotated 15 degrees": lambda image: rotated(image, 15),
+    "rotated -15 degrees": lambda image: rotated(image, -15),
 }
 
 
@@ -62,20 +59,6 @@ def fonts() -> list[Path]:
         p for d in FONT_DIRS if d.is_dir() for p in d.glob("*.ttf") if "Math" not in p.name
     )
     return found
-
-
-def render(
-    digit: int, font: Path, size: int, canvas: tuple[int, int], place: tuple[float, float]
-) -> Image.Image:
-    """One digit, black on white, its centre at `place` (fractions of the canvas)."""
-    image = Image.new("L", canvas, 255)
-    draw = ImageDraw.Draw(image)
-    typeface = ImageFont.truetype(str(font), size)
-    left, top, right, bottom = draw.textbbox((0, 0), str(digit), font=typeface)
-    x = place[0] * canvas[0] - (left + right) / 2
-    y = place[1] * canvas[1] - (top + bottom) / 2
-    draw.text((x, y), str(digit), fill=0, font=typeface)
-    return image
 
 
 def render_all(folder: Path, variants: list[str]) -> list[tuple[str, Path, int]]:
