@@ -1,29 +1,34 @@
 """`mnist-pipeline report`: what a branch changed against a base revision, as a markdown
 report with pictures (the comment CI posts on a pull request).
 
-Reads:  reports/metrics.json, dvclive/ (metrics.json and the per-epoch .tsv curves),
-        reports/predictions.csv and reports/figures/misclassified.png: the workspace's
-        (the branch, after `dvc repro`) and the base revision's (metrics.json files from
-        git, the curves and the last two from DVC's cache or remote).
+Reads:  reports/metrics.json, reports/robustness.json, dvclive/ (metrics.json and the
+        per-epoch .tsv curves), reports/predictions.csv and
+        reports/figures/misclassified.png: the workspace's (the branch, after `dvc repro`)
+        and the base revision's (the JSON files from git, the curves and the last two from
+        DVC's cache or remote).
 Writes: OUT/report.md and the PNG pictures it shows, beside it: OUT_FILES, no other.
 
     dvc repro && mnist-pipeline report --base origin/main --out report/
 
-The report: test accuracy and loss and the last epoch's training and validation metrics
-(base, branch, change); the params that changed (`dvc params diff`); per-class precision,
-recall, F1 and support, collapsed; then, base beside branch, the training curves, the test
-confusion matrices and the misclassified digits. A base picture that is nowhere (its
-outputs never pushed to a DVC remote) is left out, with a line saying so.
+The report: test accuracy and loss, the last epoch's training and validation metrics and
+the robustness suite's mean, worst and clean accuracy (base, branch, change); the params
+that changed (`dvc params diff`); per-class precision, recall, F1 and support, collapsed;
+then, base beside branch, the training curves, the test confusion matrices, the
+misclassified digits and the accuracy on each set of the robustness suite. A base picture
+that is nowhere (its outputs never pushed to a DVC remote) is left out, with a line saying
+so; so is the robustness chart of a base from before the suite (no
+reports/robustness.json).
 `cml comment update --publish OUT/report.md` uploads the pictures with the comment.
 
 Everything read from the branch is the branch author's to write, so none of it is
 trusted: every string from it (param names and values, metrics that are no numbers, and
 the base's name from the command line) is shown as literal text (`literal`), never as
-markdown; the branch's files are read only as regular files inside the project; the
-misclassified digits are decoded and drawn again as a new PNG, never copied; and a
-malformed file is a one-line error naming it. The base's files (main's) are read the
-same way, but one that cannot be read is left out with a line saying why, since no
-branch can fix it.
+markdown; the robustness suite's set names show only in its chart, as plain text (no
+mathtext), cut short, MAX_SETS at most; the branch's files are read only as regular files
+inside the project; the misclassified digits are decoded and drawn again as a new PNG,
+never copied; and a malformed file is a one-line error naming it. The base's files
+(main's) are read the same way, but one that cannot be read is left out with a line
+saying why, since no branch can fix it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from mnist_pipeline.paths import (
     METRICS_FILE,
     MISCLASSIFIED_GRID_FILE,
     PREDICTIONS_FILE,
+    ROBUSTNESS_FILE,
     TRAINING_LOG_DIR,
 )
 from mnist_pipeline.stage import StageError, printable, staged_file, write_text_atomic
@@ -68,9 +74,12 @@ OUT_FILES = (
     "confusion.png",
     "misclassified-base.png",
     "misclassified-branch.png",
+    "robustness.png",
 )
 MAX_FILE_BYTES = 64 << 20  # a file of the branch's: predictions.csv is ~100 kB
 MAX_PIXELS = 4096 * 4096  # a picture, decoded: the misclassified grid is 768 x 424
+MAX_SETS = 100  # sets of the robustness suite a side may have: it has 25
+SET_NAME_CHARS = 40  # a set's name in the chart, cut to this: the suite's are at most 23
 DIGITS = [str(digit) for digit in range(10)]
 INPUT_FILES = (  # every file the report reads, on each side
     METRICS_FILE,
@@ -78,6 +87,7 @@ INPUT_FILES = (  # every file the report reads, on each side
     *(CURVES_DIR / f"{name}.tsv" for name in CURVES),
     PREDICTIONS_FILE,
     MISCLASSIFIED_GRID_FILE,
+    ROBUSTNESS_FILE,
 )
 
 HEADLINE = [  # (row, file, dotted key)
@@ -87,6 +97,9 @@ HEADLINE = [  # (row, file, dotted key)
     ("training loss (last epoch)", TRAINING_METRICS_FILE, "train.loss"),
     ("validation accuracy (last epoch)", TRAINING_METRICS_FILE, "val.accuracy"),
     ("validation loss (last epoch)", TRAINING_METRICS_FILE, "val.loss"),
+    ("robustness: mean accuracy (all sets)", ROBUSTNESS_FILE, "robustness.mean"),
+    ("robustness: worst set's accuracy", ROBUSTNESS_FILE, "robustness.worst"),
+    ("robustness: clean accuracy (its sample)", ROBUSTNESS_FILE, "robustness.clean"),
 ]
 PER_CLASS = [
     (f"digit {digit} {metric}", METRICS_FILE, f"test.per_class.{digit}.{metric}")
@@ -363,6 +376,30 @@ def misclassified(read: Reader) -> Any:
     return Image.frombytes(mode, pixels.size, pixels.tobytes())
 
 
+def robustness(read: Reader) -> dict[str, float] | None:
+    """Accuracy on each set of the robustness suite, {set: accuracy} in the file's order;
+    None where the side has no reports/robustness.json. A StageError where it has no
+    robustness.accuracy object, more than MAX_SETS sets, or an accuracy that is no number
+    from 0 to 1."""
+    path = ROBUSTNESS_FILE
+    data = json_file(read, path)
+    if data is None:
+        return None
+    accuracy = lookup(data, "robustness.accuracy")
+    if not isinstance(accuracy, dict) or not accuracy:
+        raise StageError(f"{path} has no robustness.accuracy object of the accuracy per set")
+    if len(accuracy) > MAX_SETS:
+        raise StageError(f"{path} has {len(accuracy):,} sets: the report shows {MAX_SETS} at most")
+    for name, value in accuracy.items():
+        if not (_is_number(value) and 0 <= value <= 1):  # NaN too: no comparison holds
+            shown = printable(json.dumps(value), 20)
+            raise StageError(
+                f"{path}: set {printable(name, SET_NAME_CHARS)!r} has accuracy {shown!r},"
+                " not a number from 0 to 1"
+            )
+    return {name: float(value) for name, value in accuracy.items()}
+
+
 def _out(folder: Path, name: str) -> Path:
     """Where the report writes its file `name`: one of OUT_FILES in `folder`."""
     if name not in OUT_FILES:
@@ -418,6 +455,38 @@ def draw_confusion(sides: dict[str, np.ndarray], path: Path) -> None:
             ax.set(xticks=range(10), yticks=range(10))
 
 
+BAR_COLORS = {"base": "#1f77b4", "branch": "#ff7f0e"}  # matplotlib's first two (tab:)
+
+
+def draw_robustness(sides: dict[str, dict[str, float]], path: Path) -> list[str]:
+    """Grouped horizontal bars: a row per set (those of either side, in the files' order:
+    the branch's, then any only the base has), a bar per side that has the set. Returns
+    the rows' labels: each set's name as drawn, cut to SET_NAME_CHARS characters, plain
+    text (mathtext off: `$` is a dollar sign), a character the font lacks a box, unwarned."""
+    import matplotlib
+
+    names = list(dict.fromkeys(name for found in reversed(sides.values()) for name in found))
+    labels = [printable(name, SET_NAME_CHARS) for name in names]
+    height = 0.8 / len(sides)
+    plain = {"text.parse_math": False, "text.usetex": False}
+    with (
+        warnings.catch_warnings(),
+        matplotlib.rc_context(plain),
+        _figure(path, 1, 1, (7, 1.2 + 0.32 * len(names))) as axes,
+    ):
+        warnings.filterwarnings("ignore", "Glyph .* missing from", UserWarning)
+        ax = axes[0, 0]
+        for i, (side, found) in enumerate(sides.items()):
+            shift = (i - (len(sides) - 1) / 2) * height
+            rows = [(row + shift, found[name]) for row, name in enumerate(names) if name in found]
+            ax.barh(*zip(*rows, strict=True), height, label=side, color=BAR_COLORS[side])
+        ax.set_yticks(range(len(names)), labels)
+        ax.set(xlim=(0, 1), ylim=(len(names) - 0.5, -0.5), xlabel="accuracy on the set")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=len(sides), frameon=False)
+    return labels
+
+
 def save_png(image: Any, path: Path) -> None:
     """`image` (a PIL image) as a new PNG file at `path`."""
     with staged_file(path) as staged:
@@ -435,8 +504,10 @@ def loaded(side: str, load: Callable[[Reader], Any], read: Reader) -> tuple[Any,
         return None, str(error)
 
 
-def left_out(why: str | None) -> str:
-    """The line that says why the base's part is missing."""
+def left_out(why: str | None, name: str = "") -> str:
+    """The line that says why the base's part (of the picture `name`) is missing."""
+    if why is None and name == "robustness":  # a git-tracked file: in no cache, but absent
+        return f"_The base has no {ROBUSTNESS_FILE} (it predates the suite): the branch's alone._"
     if why is None:
         return "_The base's is in no DVC cache or remote here: the branch's alone._"
     return f"_Left out on the base's side, unreadable: {literal(why, 200, cell=False)}_"
@@ -446,7 +517,9 @@ PICTURES = (  # (heading, name, load)
     ("Training curves", "curves", curves),
     ("Test confusion matrix", "confusion", confusion),
     ("Misclassified test digits", "misclassified", misclassified),
+    ("Accuracy on the robustness suite", "robustness", robustness),
 )
+DRAW = {"curves": draw_curves, "confusion": draw_confusion, "robustness": draw_robustness}
 Picture = tuple[str, str, dict[str, Any], str | None]  # heading, name, {side: data}, why
 
 
@@ -469,7 +542,7 @@ def draw_pictures(found: list[Picture], out: Path) -> list[str]:
     for heading, name, sides, why in found:
         lines += ["", f"### {heading}", ""]
         if sides["base"] is None:
-            lines += [left_out(why), ""]
+            lines += [left_out(why, name), ""]
             sides = {"branch": sides["branch"]}
         if name == "misclassified":  # decoded pictures: new PNG files, side by side
             files = {side: f"{name}-{side}.png" for side in sides}
@@ -482,8 +555,7 @@ def draw_pictures(found: list[Picture], out: Path) -> list[str]:
                 f"| {' | '.join(cells)} |",
             ]
         else:
-            draw = draw_curves if name == "curves" else draw_confusion
-            draw(sides, _out(out, f"{name}.png"))
+            DRAW[name](sides, _out(out, f"{name}.png"))
             lines.append(f"![{heading.lower()}]({name}.png)")
     return lines
 
@@ -499,7 +571,7 @@ def run(args: argparse.Namespace) -> None:
     # Everything read and checked before anything is written: an error leaves no report.
     notes = []  # the base's metrics files left out, and why
     metrics: dict[str, dict[Path, Any]] = {side: {} for side in readers}
-    for path in (METRICS_FILE, TRAINING_METRICS_FILE):
+    for path in (METRICS_FILE, TRAINING_METRICS_FILE, ROBUSTNESS_FILE):
         for side, read in readers.items():
             metrics[side][path], why = loaded(side, functools.partial(json_file, path=path), read)
             if why:

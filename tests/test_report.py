@@ -1,13 +1,15 @@
 """`mnist-pipeline report`, run as CI runs it: in a git clone where main holds a trained
 pipeline and a branch changed a param and reran it. The report shows main's metrics and
 the branch's side by side, the changed param, per-class rows collapsed, and pictures that
-are real PNG files beside it; a base whose outputs are in no DVC cache still gets a
-report, with the branch's pictures alone; a user's mistake is one line.
+are real PNG files beside it, the robustness suite's chart among them; a base whose
+outputs are in no DVC cache, or from before the robustness suite, still gets a report,
+with the branch's pictures alone; a user's mistake is one line.
 
 The branch is hostile: whatever it puts in its params, metrics and base's name shows as
-literal text once rendered as GitHub renders it; its broken or linked files are one line
-each; its picture is drawn again, not copied; and CI's comment job refuses a report that
-names a file it did not write, or a folder holding one.
+literal text once rendered as GitHub renders it; its robustness suite's set names show
+only in the chart, as plain text cut short; its broken or linked files are one line each;
+its picture is drawn again, not copied; and CI's comment job refuses a report that names a
+file it did not write, or a folder holding one.
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ import yaml
 from markdown_it import MarkdownIt
 from PIL import Image, PngImagePlugin
 
-from mnist_pipeline.report import OUT_FILES
-from mnist_pipeline.stage import printable
+from mnist_pipeline.report import OUT_FILES, draw_robustness, robustness
+from mnist_pipeline.stage import StageError, printable
 
 from .helpers import PROJECT_ROOT, assert_one_line, git, run_command, run_dvc, set_params
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROBUSTNESS = Path("reports/robustness.json")
+ROBUSTNESS_ROWS = {  # the headline's rows: the file's keys under "robustness"
+    "robustness: mean accuracy (all sets)": "mean",
+    "robustness: worst set's accuracy": "worst",
+    "robustness: clean accuracy (its sample)": "clean",
+}
+BAR_COLORS = {"base": (31, 119, 180), "branch": (255, 127, 14)}  # the chart's, in RGB
 
 
 def report(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -105,6 +114,31 @@ def test_the_headline_shows_mains_metrics_beside_the_branchs(made, trained_proje
     assert number(headline["test accuracy"][2]) != 0  # the branch trained another model
 
 
+def bars(png: Path) -> set[str]:
+    """The sides whose bars the robustness chart `png` shows: their colour fills pixels."""
+    with Image.open(png) as image:
+        counts = {color: n for n, color in image.convert("RGB").getcolors(1 << 24)}
+    return {side for side, color in BAR_COLORS.items() if counts.get(color, 0) >= 100}
+
+
+def suite(root: Path) -> dict:
+    return json.loads((root / ROBUSTNESS).read_text())["robustness"]
+
+
+@pytest.mark.slow
+def test_the_headline_shows_the_robustness_suite_base_beside_branch(made, branch, trained_project):
+    folder, text = made
+    headline = tables(text)[0]
+    main, new = suite(trained_project), suite(branch)
+    for row, key in ROBUSTNESS_ROWS.items():
+        old, shown, change = map(number, headline[row])
+        assert (old, shown) == pytest.approx((main[key], new[key]), abs=1e-4), row
+        assert change == pytest.approx(new[key] - main[key], abs=2e-4), row
+    chart = text.split("### Accuracy on the robustness suite\n\n")[1]
+    assert chart.startswith("![accuracy on the robustness suite](robustness.png)")
+    assert bars(folder / "robustness.png") == {"base", "branch"}
+
+
 @pytest.mark.slow
 def test_the_changed_param_is_listed(made):
     _, text = made
@@ -136,6 +170,7 @@ def test_every_picture_is_a_png_beside_the_report_base_and_branch(made):
         "confusion.png",
         "misclassified-base.png",
         "misclassified-branch.png",
+        "robustness.png",
     }
     for name in pictures:
         assert (folder / name).read_bytes().startswith(PNG_SIGNATURE), name
@@ -158,6 +193,84 @@ def test_base_outputs_in_no_cache_leave_the_branchs_pictures_alone(branch, tmp_p
     assert not (root / "out" / "misclassified-base.png").exists()
     assert (root / "out" / "confusion.png").read_bytes().startswith(PNG_SIGNATURE)
     assert re.search(r"\| test accuracy \| \d\.\d{4} \|", text)  # main's metrics: from git
+    assert bars(root / "out" / "robustness.png") == {"base", "branch"}  # from git, too
+
+
+def test_the_robustness_chart_has_a_row_per_set_of_either_side(tmp_path):
+    chart = tmp_path / "robustness.png"
+    base = {"shot_noise": 0.9, "fog": 0.8, "dropped": 0.5}
+    branch = {"shot_noise": 0.95, "added": 0.4, "fog": 0.85}
+    drawn = draw_robustness({"base": base, "branch": branch}, chart)
+    assert drawn == ["shot_noise", "added", "fog", "dropped"]  # the branch's, then the base's
+    assert bars(chart) == {"base", "branch"}
+    assert draw_robustness({"branch": branch}, chart) == list(branch)
+    assert bars(chart) == {"branch"}
+
+
+# Set names that mathtext would parse (and fail on, or take long over) if it were on, and
+# ones far too long or spanning lines.
+HOSTILE_SET_NAMES = [
+    r"$\frac{a}$",
+    r"$x^{$",
+    "$" + r"\sqrt{" * 3000 + "x" + "}" * 3000 + "$",
+    "a" * 10_000,
+    "line\nbreak",
+    "[x](https://evil.example)",
+]
+
+
+def test_a_set_name_is_drawn_as_plain_text_cut_short(tmp_path):
+    chart = tmp_path / "robustness.png"
+    drawn = draw_robustness({"branch": dict.fromkeys(HOSTILE_SET_NAMES, 0.5)}, chart)
+    assert drawn == [printable(name, 40) for name in HOSTILE_SET_NAMES]
+    assert drawn[0] == r"$\frac{a}$" and drawn[4] == "line\\nbreak"
+    with Image.open(chart) as image:
+        image.verify()
+
+
+def suite_file(accuracy: object, **figures: object) -> str:
+    return json.dumps({"robustness": {**figures, "accuracy": accuracy}})
+
+
+WRONG_SUITE_FILES = {  # the branch's reports/robustness.json: what it says
+    "accuracy 2.0": (
+        suite_file({"fog": 0.5, "shot_noise": 2.0}),
+        "reports/robustness.json: set 'shot_noise' has accuracy '2.0', not a number from 0 to 1",
+    ),
+    "accuracy below 0": (suite_file({"fog": -0.1}), "set 'fog' has accuracy '-0.1', not a"),
+    "accuracy NaN": ('{"robustness": {"accuracy": {"fog": NaN}}}', "has accuracy 'NaN', not a"),
+    "accuracy as text": (suite_file({"fog": "0.9"}), "has accuracy '\"0.9\"', not a number"),
+    "accuracy true": (suite_file({"fog": True}), "set 'fog' has accuracy 'true', not a number"),
+    "name over lines": (suite_file({"a\nb": None}), "set 'a\\\\nb' has accuracy 'null'"),
+    "accuracy a list": (
+        suite_file([0.9]),
+        "reports/robustness.json has no robustness.accuracy object of the accuracy per set",
+    ),
+    "no sets": (suite_file({}), "has no robustness.accuracy object"),
+    "no accuracy": ('{"robustness": {"mean": 0.9}}', "has no robustness.accuracy object"),
+    "101 sets": (
+        suite_file({f"set {i}": 0.9 for i in range(101)}),
+        "reports/robustness.json has 101 sets: the report shows 100 at most",
+    ),
+    "not JSON": ('{"robustness": ', "reports/robustness.json is not JSON: "),
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), WRONG_SUITE_FILES.values(), ids=list(WRONG_SUITE_FILES)
+)
+def test_a_wrong_robustness_file_is_one_line(content, message):
+    with pytest.raises(StageError) as raised:
+        robustness(lambda path: content.encode() if path == ROBUSTNESS else None)
+    assert message in str(raised.value)
+    assert_one_line(str(raised.value))
+
+
+def test_the_robustness_file_s_sets_are_read_in_its_order():
+    sets = {"zigzag": 1, "fog": 0.25, "a\nb": 0.0}
+    found = robustness(lambda path: suite_file(sets, mean=0.4).encode())
+    assert list(found.items()) == [("zigzag", 1.0), ("fog", 0.25), ("a\nb", 0.0)]
+    assert robustness(lambda path: None) is None  # a base from before the suite
 
 
 @pytest.fixture
@@ -251,11 +364,17 @@ class Rendered(HTMLParser):
         self.tags.append(("!--", {}))
 
 
+# The branch's robustness suite: HOSTILE strings and more as its sets' names, each marked.
+SET_MARK = "qqzx"
+HOSTILE_SETS = list(dict.fromkeys(f"{SET_MARK}{text}" for text in HOSTILE + HOSTILE_SET_NAMES))
+
+
 @pytest.fixture(scope="module")
 def hostile(branch, tmp_path_factory) -> tuple[Path, str]:
     """A copy of the branch that put HOSTILE strings in its params.yaml (as names and
-    values) and its metrics (as values), and a tEXt chunk in its misclassified digits'
-    picture; its report against a base named HOSTILE_BASE: the folder and report.md."""
+    values), its metrics (as values) and its robustness suite (as sets' names, and a
+    string for its mean), and a tEXt chunk in its misclassified digits' picture; its
+    report against a base named HOSTILE_BASE: the folder and report.md."""
     root = tmp_path_factory.mktemp("hostile") / "project"
     shutil.copytree(branch, root, symlinks=True)
     with (root / "params.yaml").open("a") as params:
@@ -265,6 +384,8 @@ def hostile(branch, tmp_path_factory) -> tuple[Path, str]:
     for i, text in enumerate(HOSTILE):  # digit 0 precision, digit 0 recall, digit 1 ...
         metrics["test"]["per_class"][str(i // 2)]["precision" if i % 2 else "recall"] = text
     metrics_file.write_text(json.dumps(metrics))
+    sets = {name: i / len(HOSTILE_SETS) for i, name in enumerate(HOSTILE_SETS)}
+    (root / ROBUSTNESS).write_text(suite_file(sets, mean=HOSTILE[0], worst=0.0, clean=1))
     picture = root / "reports" / "figures" / "misclassified.png"
     chunks = PngImagePlugin.PngInfo()
     chunks.add_text("Comment", "[x](https://evil.example)")
@@ -298,6 +419,18 @@ def test_branch_strings_add_no_link_picture_heading_or_html(hostile):
         assert word not in outside, word
     assert printable(HOSTILE_BASE) in rendered.code  # the heading's base
     assert sorted(path.name for path in folder.iterdir()) == sorted(OUT_FILES)
+
+
+@pytest.mark.slow
+def test_the_branchs_set_names_show_only_in_its_chart(hostile, trained_project):
+    folder, text = hostile
+    assert SET_MARK not in text
+    mean = tables(text)[0]["robustness: mean accuracy (all sets)"]
+    assert mean[1:] == ["`[x](https://evil.example)`", "-"]  # a string: literal, no change
+    assert bars(folder / "robustness.png") == {"base", "branch"}
+    rows = len(HOSTILE_SETS) + len(suite(trained_project)["accuracy"])  # the branch's, main's
+    with Image.open(folder / "robustness.png") as image:  # 80 dots an inch; names cut short
+        assert image.size == (7 * 80, pytest.approx(80 * (1.2 + 0.32 * rows), abs=1))
 
 
 @pytest.mark.slow
@@ -362,6 +495,16 @@ BROKEN: list[tuple[str, Callable[[Path], None], str]] = [
         "curve value no number",
         lambda root: replace_line(root / VAL_LOSS, 3, "1\tlow"),
         "dvclive/plots/metrics/val/loss.tsv line 3: loss 'low' is not a finite number",
+    ),
+    (
+        "robustness no JSON",
+        lambda root: (root / ROBUSTNESS).write_text("{"),
+        "reports/robustness.json is not JSON: ",
+    ),
+    (
+        "robustness accuracy 2.0",
+        lambda root: (root / ROBUSTNESS).write_text(suite_file({"fog": 0.5, "rotated": 2.0})),
+        "reports/robustness.json: set 'rotated' has accuracy '2.0', not a number from 0 to 1",
     ),
     (
         "metrics no JSON",
@@ -437,7 +580,9 @@ def test_a_broken_or_linked_file_of_the_branch_is_one_line(broken, how, message)
 def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
     git(broken, "checkout", "-qb", "broken-main", "origin/main")
     (broken / "reports" / "metrics.json").write_text("[")
-    git(broken, "commit", "-qam", "metrics no JSON")
+    (broken / ROBUSTNESS).write_text(suite_file({"fog": 1.5}, mean=0.75, worst=0.5, clean=1))
+    git(broken, "add", "reports/metrics.json", str(ROBUSTNESS))
+    git(broken, "commit", "-qm", "metrics no JSON, robustness out of range")
     git(broken, "checkout", "-q", "faster-learning")
     result = report(broken, "--base", "broken-main", "--out", "out")
     assert result.returncode == 0, result.stderr
@@ -446,6 +591,31 @@ def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
     headline = tables(text)[0]
     assert headline["test accuracy"][0] == "-" and number(headline["test accuracy"][1]) > 0
     assert number(headline["validation loss (last epoch)"][0]) > 0  # from the other file
+    unreadable = "_Left out on the base's side, unreadable: `reports/robustness.json: set 'fog' "
+    assert text.count(unreadable) == 1  # the chart's; the rows read the figures beside it
+    assert number(headline["robustness: mean accuracy (all sets)"][0]) == 0.75
+    assert bars(broken / "out" / "robustness.png") == {"branch"}
+
+
+@pytest.mark.slow
+def test_a_base_from_before_the_robustness_suite_shows_the_branchs_alone(broken):
+    git(broken, "checkout", "-qb", "old-main", "origin/main")
+    git(broken, "rm", "-q", str(ROBUSTNESS))
+    git(broken, "commit", "-qm", "before the robustness suite")
+    git(broken, "checkout", "-q", "faster-learning")
+    result = report(broken, "--base", "old-main", "--out", "out")
+    assert result.returncode == 0, result.stderr
+    text = (broken / "out" / "report.md").read_text()
+    headline = tables(text)[0]
+    for row, key in ROBUSTNESS_ROWS.items():
+        old, new, change = headline[row]
+        assert (old, change) == ("-", "-"), row
+        assert number(new) == pytest.approx(suite(broken)[key], abs=1e-4), row
+    chart = text.split("### Accuracy on the robustness suite\n\n")[1]
+    none = "_The base has no reports/robustness.json (it predates the suite): the branch's alone._"
+    assert chart.startswith(f"{none}\n\n![accuracy on the robustness suite](robustness.png)")
+    assert "Left out" not in text and text.count("the branch's alone") == 1
+    assert bars(broken / "out" / "robustness.png") == {"branch"}
 
 
 def comment_check() -> str:
