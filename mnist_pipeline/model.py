@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnist_pipeline import augmentations
+from mnist_pipeline import augmentations, background
 from mnist_pipeline.backend import import_keras
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
 from mnist_pipeline.stage import StageError
@@ -40,6 +40,10 @@ def build_model(params: ModelParams, seed: int = 0) -> keras.Model:
     model.add(layers.Rescaling(1 / 255))  # pixel / 255: (28, 28, 1) floats in [0, 1]
     for layer in augmentation(params.augment, seed):  # identity outside training
         model.add(layer)
+    if params.background_window:  # a black background, as MNIST's (background.py)
+        model.add(background.RemoveBackground(params.background_window))
+    if params.stretch_contrast:  # from black to white, as MNIST's
+        model.add(background.StretchContrast())
 
     def add(layer: keras.layers.Layer) -> None:
         """A conv or the hidden Dense (ReLU), then batch norm if the params ask for it."""

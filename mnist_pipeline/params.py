@@ -82,6 +82,8 @@ class ModelParams(_Section):
     batch_norm: bool
     dense_units: int = Field(ge=1, le=4096)
     dense_dropout: float = Field(ge=0, lt=1)
+    background_window: int = Field(ge=0, le=IMAGE_SIZE)  # pixels; 0 = off
+    stretch_contrast: bool
     augment: AugmentParams
 
     @model_validator(mode="after")

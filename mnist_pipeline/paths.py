@@ -11,6 +11,8 @@ PARAMS_FILE = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
 PROCESSED_DIR = Path("data/processed")
+# The robustness suite: the test images corrupted, and digits rendered from fonts.
+SUITE_DIR = Path("data/robustness")
 
 PACKAGE_DIR = Path("mnist_pipeline")
 
@@ -36,8 +38,16 @@ SAMPLE_GRID_FILE = REPORTS_DIR / "figures" / "samples.png"
 MISCLASSIFIED_GRID_FILE = REPORTS_DIR / "figures" / "misclassified.png"
 METRICS_FILE = REPORTS_DIR / "metrics.json"
 PREDICTIONS_FILE = REPORTS_DIR / "predictions.csv"
+ROBUSTNESS_FILE = REPORTS_DIR / "robustness.json"
+ROBUSTNESS_PLOT_FILE = REPORTS_DIR / "robustness.csv"  # accuracy per set, for `dvc plots`
+SUITE_EXAMPLES_FILE = REPORTS_DIR / "figures" / "robustness_suite.png"
 
 
 def split_files(split: str) -> tuple[Path, Path]:
     """The (images, labels) .npy files of one split: 'train', 'val' or 'test'."""
     return PROCESSED_DIR / f"{split}_images.npy", PROCESSED_DIR / f"{split}_labels.npy"
+
+
+def suite_files(name: str) -> tuple[Path, Path]:
+    """The (images, labels) .npy files of one set of the robustness suite."""
+    return SUITE_DIR / f"{name}_images.npy", SUITE_DIR / f"{name}_labels.npy"

@@ -38,8 +38,13 @@ from .project import COMMAND, set_params
 __all__ = ["COMMAND", "set_params"]  # re-exported for the tests
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# params for a quick run: 2,000 training and 1,000 validation images, one epoch
-SMALL = {"preprocess": {"max_train": 2000, "val_size": 1000}, "train": {"epochs": 1}}
+# params for a quick run: 2,000 training and 1,000 validation images, one epoch, and a
+# robustness suite built from 100 test images
+SMALL = {
+    "preprocess": {"max_train": 2000, "val_size": 1000},
+    "train": {"epochs": 1},
+    "robustness": {"test_images": 100},
+}
 
 
 # A gzip file of 1,024 members, each 1 MiB of zeros: 1 MB that inflates to 1 GiB.

@@ -139,6 +139,6 @@ def test_every_top_level_metric_and_plot_is_a_stage_output():
         else:
             (definition,) = plot.values()
             plot_files += list(definition["y"])
-    assert len(plot_files) == 7
+    assert len(plot_files) == 9
     for path in DVC_YAML["metrics"] + plot_files:
         assert is_stage_output(path), path

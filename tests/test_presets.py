@@ -57,8 +57,8 @@ def test_values_are_written_as_dvc_exp_run_s_reads_them(value, written):
     assert parsed == value and type(parsed) is type(value)
 
 
-def test_there_is_a_fast_and_an_accurate_preset():
-    assert [path.name for path in PRESETS] == ["accurate.yaml", "fast.yaml"]
+def test_there_is_a_fast_an_accurate_and_a_robust_preset():
+    assert [path.name for path in PRESETS] == ["accurate.yaml", "fast.yaml", "robust.yaml"]
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda path: path.stem)
@@ -69,7 +69,7 @@ def test_a_preset_holds_only_keys_of_params_yaml_with_other_values(path):
         assert value != default_value(key), f"{path.name}: {key} is params.yaml's own value"
 
 
-@pytest.mark.parametrize("preset", ["fast", "accurate"])
+@pytest.mark.parametrize("preset", ["fast", "accurate", "robust"])
 def test_a_preset_is_queued_as_an_experiment_with_its_values(project, preset):
     ran = run_preset(project, f"presets/{preset}.yaml", "--queue", "-n", f"{preset}-check")
     assert ran.returncode == 0, ran.stderr

@@ -1,0 +1,62 @@
+"""Stage 5, corrupt: build the robustness suite, the digits the robustness stage scores
+the model on besides MNIST's own test set.
+
+Reads:  data/processed/test_{images,labels}.npy; params robustness.seed,
+        robustness.test_images.
+Writes: data/robustness/{set}_{images,labels}.npy for every set of the suite (uint8,
+        images (N, 28, 28, 1)): the test images under each of MNIST-C's 15 corruptions
+        and what pens and scanners do, and digits rendered from fonts, read as
+        `mnist-pipeline predict` reads an image file; and the set `clean`, the sampled
+        test images themselves;
+        reports/figures/robustness_suite.png: one example of each set.
+
+The suite is data, built once: seeded, byte for byte the same on every rebuild, so that
+every experiment is scored on the same digits, in seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Import this project's own mnist_pipeline (the folder above this script), never an
+# installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from mnist_pipeline.arrays import load_split, save_suite_set
+from mnist_pipeline.corruptions import CLEAN, build_suite, save_examples
+from mnist_pipeline.params import load_params
+from mnist_pipeline.paths import SUITE_DIR, SUITE_EXAMPLES_FILE
+from mnist_pipeline.stage import run_stage, staged_dir
+
+
+def sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A stratified, seeded sample of `count` test images' indices, in the test set's
+    order; all of them when `count` is the whole set."""
+    if count >= len(labels):
+        return np.arange(len(labels))
+    chosen, _ = train_test_split(
+        np.arange(len(labels)), train_size=count, stratify=labels, random_state=seed
+    )
+    return np.sort(chosen)
+
+
+def main() -> None:
+    params = load_params("robustness").robustness
+    images, labels = load_split("test")
+    chosen = sample(labels, params.test_images, params.seed)
+    print(f"corrupt: building the suite from {len(chosen):,} test images", flush=True)
+    suite = build_suite(images[chosen, ..., 0], labels[chosen], params.seed)
+    with staged_dir(SUITE_DIR) as staging:
+        save_suite_set(staging, CLEAN, images[chosen], labels[chosen])  # for reference
+        for name, (set_images, set_labels) in suite.items():
+            save_suite_set(staging, name, set_images, set_labels)
+    save_examples(suite, SUITE_EXAMPLES_FILE)
+    print(f"corrupt: {len(suite)} sets, {sum(len(y) for _, y in suite.values()):,} images")
+
+
+if __name__ == "__main__":
+    run_stage(main)
