@@ -1,5 +1,6 @@
-"""Exporting a mixed-precision model: a model trained with train.precision
-mixed_bfloat16 goes through the export stage, its SavedModel and ONNX copies compute in
+"""Exporting a mixed-precision model of the robust preset's family (its background
+removal, contrast stretch and pens-and-scanners augmentations): a model trained with
+train.precision mixed_bfloat16 goes through the export stage, its SavedModel and ONNX copies compute in
 float32 (the same weights), agree with each other, and give the mixed-precision Keras
 model's digit on (nearly) every test image."""
 
@@ -24,13 +25,23 @@ def test_a_mixed_bfloat16_model_is_exported_in_float32(trained_copy, mnist_mirro
     import onnxruntime
     import tensorflow as tf
 
-    set_params(trained_copy, {"train": {"precision": "mixed_bfloat16"}})
+    robust_family = {
+        "background_window": 13,
+        "stretch_contrast": True,
+        "augment": {"elastic": 1.0, "stroke": 0.7, "blur": 1.0, "noise": 0.15, "erasing": 0.3},
+    }
+    set_params(trained_copy, {"model": robust_family, "train": {"precision": "mixed_bfloat16"}})
     result = run_dvc(trained_copy, "repro", MNIST_MIRROR=str(mnist_mirror))
     assert "the serving copies compute in float32" in result.stdout
 
     images = np.load(trained_copy / "data/processed/test_images.npy")
     model = keras.saving.load_model(trained_copy / "models/model.keras")
     assert model.layers[0].dtype_policy.name == "mixed_bfloat16"
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[1:8] == [
+        "RandomElastic", "RandomStrokeWidth", "RandomBlur", "RandomNoise", "RandomErasing",
+        "RemoveBackground", "StretchContrast",
+    ]  # fmt: skip
     mixed = in_batches(lambda batch: model.predict(batch, verbose=0), images)
 
     serving = tf.saved_model.load(str(trained_copy / "models/saved_model/1"))
