@@ -5,8 +5,10 @@ erased patch.
 Each layer works on the scaled image (floats in [0, 1], white ink on black), draws its
 randomness from its own seeded `SeedGenerator` (whose state is a model variable, so a
 resumed run continues the same stream, and the JAX path runs it on the device), and
-passes images through untouched outside training. Each strength is drawn per image,
-uniformly from 0 to the layer's maximum, so the model also sees clean digits.
+passes images through untouched outside training. Each changes a share of the images
+(`model.augment.chance`; erasing has its own), each by a strength drawn per image,
+uniformly from 0 to the layer's maximum, so the model still sees plenty of clean digits:
+trained on changed digits alone, it loses accuracy on clean ones.
 
 Written with `keras.ops` only, so they run on every backend.
 """
@@ -27,19 +29,25 @@ ERASED_ASPECT = (0.3, 3.3)  # its height / width, at least and at most
 
 
 class _RandomLayer(keras.layers.Layer):
-    """A layer that draws its randomness from a seeded generator, in training only. It
-    computes in float32 whatever the precision policy (its inputs are cast to it)."""
+    """A layer that draws its randomness from a seeded generator, in training only, and
+    changes each image with probability `chance` (the rest pass as they are). It computes
+    in float32 whatever the precision policy (its inputs are cast to it)."""
 
-    def __init__(self, strength: float, seed: int | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, strength: float, chance: float = 1.0, seed: int | None = None, **kwargs: object
+    ) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.strength, self.seed = float(strength), seed
+        self.strength, self.chance, self.seed = float(strength), float(chance), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training: bool = False):
         if not training:
             return images
-        return self.change(images)
+        changed = self.change(images)
+        if self.chance >= 1:
+            return changed
+        return ops.where(self.uniform(images) < self.chance, changed, images)
 
     def change(self, images):
         raise NotImplementedError
@@ -53,7 +61,12 @@ class _RandomLayer(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "strength": self.strength, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "strength": self.strength,
+            "chance": self.chance,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="mnist_pipeline")

@@ -96,7 +96,8 @@ def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     )
     for (kind, strength), layer_seed in zip(pens_and_scanners, seeds[3:], strict=True):
         if strength:
-            chosen.append(kind(strength, seed=layer_seed))
+            chance = 1.0 if kind is augmentations.RandomErasing else params.chance
+            chosen.append(kind(strength, chance=chance, seed=layer_seed))
     return chosen
 
 

@@ -69,6 +69,7 @@ class AugmentParams(_Section):
     blur: float = Field(ge=0, le=1.5)  # the Gaussian's sigma in pixels, at most
     noise: float = Field(ge=0, le=1)  # the noise's standard deviation (share of white)
     erasing: float = Field(ge=0, le=1)  # the chance of an erased patch
+    chance: float = Field(gt=0, le=1)  # the share of images elastic ... noise each change
 
 
 class ModelParams(_Section):

@@ -294,3 +294,13 @@ def test_a_cpu_without_native_bfloat16_is_named(tmp_path):
     assert note is not None and note.startswith(
         "train.precision = 'mixed_float16' is meant for GPUs"
     )
+
+
+def test_each_pen_and_scanner_change_applies_to_its_chance_of_the_images():
+    augment = DEFAULT_MODEL.augment.model_copy(update={"blur": 1.5, "chance": 0.5})
+    model = build_model(DEFAULT_MODEL.model_copy(update={"augment": augment}), 1)
+    (blur,) = [layer for layer in model.layers if type(layer).__name__ == "RandomBlur"]
+    digits = np.repeat(_digits(8), 32, axis=0)
+    changed = keras.ops.convert_to_numpy(blur(digits, training=True))
+    untouched = np.all(changed == digits, axis=(1, 2, 3))
+    assert 0.35 < untouched.mean() < 0.65

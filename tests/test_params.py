@@ -47,9 +47,12 @@ def test_the_committed_params_are_valid(monkeypatch):
 
 
 # model.augment with every layer off, as params.yaml has it
-NO_AUGMENTATION = dict.fromkeys(
-    ("rotation", "zoom", "shift", "elastic", "stroke", "blur", "noise", "erasing"), 0.0
-)
+NO_AUGMENTATION = {
+    **dict.fromkeys(
+        ("rotation", "zoom", "shift", "elastic", "stroke", "blur", "noise", "erasing"), 0.0
+    ),
+    "chance": 1.0,
+}
 
 CASES = [
     # (dotted key, bad value, sections to load, what the message must say)
@@ -142,7 +145,7 @@ CASES = [
         {**NO_AUGMENTATION, "rotation": 10.0, "shfit": 0.1},
         "model",
         "model.augment.shfit is not a known key; allowed: rotation, zoom, shift, elastic, "
-        "stroke, blur, noise, erasing",
+        "stroke, blur, noise, erasing, chance",
     ),
     (
         "model.augment",
