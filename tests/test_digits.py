@@ -99,10 +99,18 @@ KINDS = {  # name: (make the file in a folder, tolerance of the mean difference)
 }
 
 
+def close_but_for_a_pixel(image: np.ndarray, reference: np.ndarray, tolerance: float) -> bool:
+    """close_to, moved by up to a pixel each way: to_mnist centres by whole pixels (as
+    MNIST's were), so a centre of mass a hair either side of a half pixel (a JPEG's
+    ringing is enough) puts the same digit one pixel apart."""
+    shifts = [(row, col) for row in (-1, 0, 1) for col in (-1, 0, 1)]
+    return any(close_to(np.roll(image, s, axis=(0, 1)), reference, tolerance) for s in shifts)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_of_image_file_gives_the_same_digit(tmp_path, kind):
     make, tolerance = KINDS[kind]
-    assert close_to(to_mnist(read_image(make(tmp_path))), REFERENCE, tolerance)
+    assert close_but_for_a_pixel(to_mnist(read_image(make(tmp_path))), REFERENCE, tolerance)
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "F"])
