@@ -7,8 +7,7 @@ randomness from its own seeded `SeedGenerator` (whose state is a model variable,
 resumed run continues the same stream, and the JAX path runs it on the device), and
 passes images through untouched outside training. Each changes a share of the images
 (`model.augment.chance`; erasing has its own), each by a strength drawn per image,
-uniformly from 0 to the layer's maximum, so the model still sees plenty of clean digits:
-trained on changed digits alone, it loses accuracy on clean ones.
+uniformly from 0 to the layer's maximum.
 
 Written with `keras.ops` only, so they run on every backend.
 """

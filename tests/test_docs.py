@@ -980,3 +980,10 @@ def test_every_four_decimal_figure_in_the_readme_is_in_a_results_file():
     assert quoted, "the README quotes no accuracy at all"
     unknown = sorted(quoted - numbers_in_files())
     assert not unknown, f"{unknown}: in no results file, nor in reports/metrics.json"
+
+
+def test_the_robustness_table_in_the_benchmarks_is_the_one_its_results_files_make():
+    from bench.robustness import table
+
+    text = (PROJECT_ROOT / "docs" / "benchmarks.md").read_text()
+    assert table() in text, "regenerate it with: python bench/robustness.py table"

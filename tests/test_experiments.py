@@ -38,7 +38,7 @@ def experiment(trained_project, tmp_path_factory) -> tuple[Path, str]:
 
 def test_exp_run_with_a_train_param_reruns_only_train_and_what_reads_the_model(experiment):
     _, output = experiment
-    assert stages_run(output) == ["train", "evaluate", "export"]
+    assert stages_run(output) == ["train", "evaluate", "export", "robustness"]
 
 
 def test_params_diff_shows_exactly_the_changed_params(experiment):

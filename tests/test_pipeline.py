@@ -27,7 +27,9 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
     url = mirror.url
 
     first = run_dvc(root, "repro", MNIST_MIRROR=url)
-    assert stages_run(first.stdout) == ["fetch", "preprocess", "train", "evaluate", "export"]
+    assert stages_run(first.stdout) == [
+        "fetch", "preprocess", "train", "evaluate", "export", "corrupt", "robustness",
+    ]  # fmt: skip
     assert len(mirror.requests) == 4  # the real download path, over HTTP
 
     metrics = json.loads((root / "reports/metrics.json").read_text())["test"]
@@ -61,7 +63,7 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
 
     set_params(root, {"train": {"epochs": 2}})
     changed = run_dvc(root, "repro", MNIST_MIRROR=url)
-    assert stages_run(changed.stdout) == ["train", "evaluate", "export"]
+    assert stages_run(changed.stdout) == ["train", "evaluate", "export", "robustness"]
     assert json.loads((root / "dvclive/metrics.json").read_text())["step"] == 1
 
     # Same params and seed: retraining from scratch gives byte-identical metrics.

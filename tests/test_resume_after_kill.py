@@ -71,7 +71,7 @@ def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint
 
     forge(state.parent)  # refused in one line: training starts over, from epoch 1
     fresh = run_dvc(root, "repro")
-    assert stages_run(fresh.stdout) == ["train", "evaluate", "export"]
+    assert stages_run(fresh.stdout) == ["train", "evaluate", "export", "robustness"]
     notes = [line for line in fresh.stdout.splitlines() if "checkpoint" in line]
     assert notes == [
         f"train: ignoring the checkpoint in {state.parent}: variables.npz: model_0 is "

@@ -13,11 +13,13 @@ pytestmark = pytest.mark.slow
 def test_params_run_before_come_back_from_the_run_cache_without_training(trained_copy):
     committed = (trained_copy / "dvc.lock").read_text()
     set_params(trained_copy, {"train": {"epochs": 1}})
-    assert stages_run(run_dvc(trained_copy, "repro").stdout) == ["train", "evaluate", "export"]
+    assert stages_run(run_dvc(trained_copy, "repro").stdout) == [
+        "train", "evaluate", "export", "robustness",
+    ]  # fmt: skip
 
     set_params(trained_copy, {"train": {"epochs": 2}})  # the committed run's
     restored = run_dvc(trained_copy, "repro").stdout
     assert stages_run(restored) == []
-    for stage in ("train", "evaluate", "export"):
+    for stage in ("train", "evaluate", "export", "robustness"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in restored
     assert (trained_copy / "dvc.lock").read_text() == committed
