@@ -17,8 +17,17 @@ from .helpers import git, run_dvc, stages_run
 
 pytestmark = pytest.mark.slow
 
-PLOT_TITLES = ("Loss per epoch", "Accuracy per epoch", "Test confusion matrix")
-IMAGE_PLOTS = ("reports/figures/samples.png", "reports/figures/misclassified.png")
+PLOT_TITLES = (
+    "Loss per epoch",
+    "Accuracy per epoch",
+    "Test confusion matrix",
+    "Accuracy on the robustness suite",
+)
+IMAGE_PLOTS = (
+    "reports/figures/samples.png",
+    "reports/figures/misclassified.png",
+    "reports/figures/robustness_suite.png",
+)
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 )

@@ -87,7 +87,9 @@ def test_killed_run_with_early_stopping_and_a_schedule_resumes_byte_identical(
 # Every new part of the model family whose state a resume must carry: the augmentation
 # layers' seed state (pens and scanners' too), batch norm's moving statistics, the one-cycle schedule's step
 # (the optimizer's iterations), bfloat16 compute and label smoothing.
-PENS_AND_SCANNERS = {"elastic": 1.5, "stroke": 0.7, "blur": 1.0, "noise": 0.1, "erasing": 0.5}
+PENS_AND_SCANNERS = {
+    "elastic": 1.5, "stroke": 0.7, "blur": 1.0, "noise": 0.1, "erasing": 0.5, "chance": 0.5,
+}  # fmt: skip
 MODEL_FAMILY = {
     "model": {
         "conv_blocks": [[8, 8], [16]],
