@@ -48,6 +48,16 @@ def report(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run_command(root, "report", *args)
 
 
+def report_against_new_base(root: Path, base: str, message: str) -> str:
+    """Commit what is staged on the branch `base` (checked out from origin/main), go
+    back to the pull request's branch, and report against `base`: the report's text."""
+    git(root, "commit", "-qm", message)
+    git(root, "checkout", "-q", "faster-learning")
+    result = report(root, "--base", base, "--out", "out")
+    assert result.returncode == 0, result.stderr
+    return (root / "out" / "report.md").read_text()
+
+
 def tables(markdown: str) -> list[dict[str, list[str]]]:
     """Each markdown table of `markdown`, in order: {first cell: the other cells} by row."""
     found, rows = [], None
@@ -582,11 +592,9 @@ def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
     (broken / "reports" / "metrics.json").write_text("[")
     (broken / ROBUSTNESS).write_text(suite_file({"fog": 1.5}, mean=0.75, worst=0.5, clean=1))
     git(broken, "add", "reports/metrics.json", str(ROBUSTNESS))
-    git(broken, "commit", "-qm", "metrics no JSON, robustness out of range")
-    git(broken, "checkout", "-q", "faster-learning")
-    result = report(broken, "--base", "broken-main", "--out", "out")
-    assert result.returncode == 0, result.stderr
-    text = (broken / "out" / "report.md").read_text()
+    text = report_against_new_base(
+        broken, "broken-main", "metrics no JSON, robustness out of range"
+    )
     assert "_Left out on the base's side, unreadable: `reports/metrics.json is not JSON: " in text
     headline = tables(text)[0]
     assert headline["test accuracy"][0] == "-" and number(headline["test accuracy"][1]) > 0
@@ -601,11 +609,7 @@ def test_a_base_file_that_cannot_be_read_is_left_out_with_a_line(broken):
 def test_a_base_from_before_the_robustness_suite_shows_the_branchs_alone(broken):
     git(broken, "checkout", "-qb", "old-main", "origin/main")
     git(broken, "rm", "-q", str(ROBUSTNESS))
-    git(broken, "commit", "-qm", "before the robustness suite")
-    git(broken, "checkout", "-q", "faster-learning")
-    result = report(broken, "--base", "old-main", "--out", "out")
-    assert result.returncode == 0, result.stderr
-    text = (broken / "out" / "report.md").read_text()
+    text = report_against_new_base(broken, "old-main", "before the robustness suite")
     headline = tables(text)[0]
     for row, key in ROBUSTNESS_ROWS.items():
         old, new, change = headline[row]
