@@ -3,11 +3,14 @@ local accelerator with the backend's own engine (`train.distribution` in params.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mnist_pipeline.backend import import_keras
 from mnist_pipeline.stage import StageError
+
+log = logging.getLogger(__name__)
 
 keras = import_keras()  # on the backend the train stage chose
 
@@ -31,7 +34,7 @@ def distribution_scope(kind: str) -> Iterator[None]:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
-        print(f"train: data-parallel over {strategy.num_replicas_in_sync} device(s)")
+        log.info(f"data-parallel over {strategy.num_replicas_in_sync} device(s)")
         with strategy.scope():
             yield
     else:

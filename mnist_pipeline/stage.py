@@ -1,5 +1,6 @@
-"""What every stage shares: one-line errors for user mistakes, and outputs that
-appear all at once or not at all."""
+"""What every stage shares: its console lines (`logging`, configured once by
+`run_stage`), one-line errors for user mistakes, and outputs that appear all at once or
+not at all."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import logging
 import os
 import shutil
 import sys
@@ -31,21 +33,43 @@ def printable(text: str, limit: int = 200) -> str:
     return shown if len(text) <= limit and len(shown) <= limit else shown[: limit - 3] + "..."
 
 
+# The project's logger: modules log to its children (logging.getLogger(__name__)), stage
+# scripts to it directly. Where no stage configured it (a benchmark, a test calling a
+# module), only warnings show, as Python's last-resort lines.
+log = logging.getLogger("mnist_pipeline")
+
+
+def configure_logging(name: str) -> None:
+    """Show the project's log as `name: message` lines, each as it happens: information
+    on stdout, warnings and errors on stderr."""
+    prefix = name.replace("%", "%%")
+    to_stdout = logging.StreamHandler(sys.stdout)
+    to_stdout.addFilter(lambda record: record.levelno < logging.WARNING)
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.WARNING)
+    for handler in (to_stdout, to_stderr):
+        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    log.handlers[:] = [to_stdout, to_stderr]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def run_stage(main: Callable[[], None], name: str | None = None) -> None:
-    """Run a stage's (or a command's) main(); turn StageError and Ctrl-C into a one-line
-    message and exit code. Messages start with `name`, by default the script's."""
-    name = name or Path(sys.argv[0]).stem
+    """Run a stage's (or a command's) main() with its log configured; turn StageError and
+    Ctrl-C into a one-line message and exit code. Lines start with `name`, by default the
+    script's."""
+    configure_logging(name or Path(sys.argv[0]).stem)
     try:
         main()
     except StageError as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
+        log.error(f"error: {error}")
         sys.exit(1)
     except OSError as error:  # disk full, read-only folder, permissions
         where = f"{error.filename}: " if error.filename else ""
-        print(f"{name}: error: {where}{error.strerror or error}", file=sys.stderr)
+        log.error(f"error: {where}{error.strerror or error}")
         sys.exit(1)
     except KeyboardInterrupt:
-        print(f"{name}: interrupted, no output written", file=sys.stderr)
+        log.error("interrupted, no output written")
         sys.exit(130)
 
 

@@ -30,7 +30,7 @@ from mnist_pipeline.arrays import load_split, save_suite_set
 from mnist_pipeline.corruptions import CLEAN, build_suite, save_examples
 from mnist_pipeline.params import load_params
 from mnist_pipeline.paths import SUITE_DIR, SUITE_EXAMPLES_FILE
-from mnist_pipeline.stage import run_stage, staged_dir
+from mnist_pipeline.stage import log, run_stage, staged_dir
 
 
 def sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -48,14 +48,14 @@ def main() -> None:
     params = load_params("robustness").robustness
     images, labels = load_split("test")
     chosen = sample(labels, params.test_images, params.seed)
-    print(f"corrupt: building the suite from {len(chosen):,} test images", flush=True)
+    log.info(f"building the suite from {len(chosen):,} test images")
     suite = build_suite(images[chosen, ..., 0], labels[chosen], params.seed)
     with staged_dir(SUITE_DIR) as staging:
         save_suite_set(staging, CLEAN, images[chosen], labels[chosen])  # for reference
         for name, (set_images, set_labels) in suite.items():
             save_suite_set(staging, name, set_images, set_labels)
     save_examples(suite, SUITE_EXAMPLES_FILE)
-    print(f"corrupt: {len(suite)} sets, {sum(len(y) for _, y in suite.values()):,} images")
+    log.info(f"{len(suite)} sets, {sum(len(y) for _, y in suite.values()):,} images")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from mnist_pipeline.paths import (
     MODEL_FILE,
     PREDICTIONS_FILE,
 )
-from mnist_pipeline.stage import run_stage, staged_file, write_text_atomic
+from mnist_pipeline.stage import log, run_stage, staged_file, write_text_atomic
 
 PREDICT_BATCH_SIZE = 1000
 DECIMALS = 6
@@ -79,7 +79,7 @@ def main() -> None:
     from mnist_pipeline.model import load_model  # builds on the Keras just imported
 
     model = load_model(MODEL_FILE)
-    print(f"evaluate: scoring {MODEL_FILE} on {len(labels):,} test images", flush=True)
+    log.info(f"scoring {MODEL_FILE} on {len(labels):,} test images")
     probabilities = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     predicted = probabilities.argmax(axis=1)
     loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
@@ -91,7 +91,7 @@ def main() -> None:
     save_misclassified_grid(images, labels, predicted, probabilities.max(axis=1))
     write_text_atomic(METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     test = metrics["test"]
-    print(f"evaluate: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+    log.info(f"test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
 
 
 if __name__ == "__main__":

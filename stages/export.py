@@ -38,7 +38,7 @@ from mnist_pipeline.export import (
     write_saved_model,
 )
 from mnist_pipeline.paths import MODEL_FILE, ONNX_FILE, SAVED_MODEL_DIR
-from mnist_pipeline.stage import StageError, run_stage, staged_dir, staged_file
+from mnist_pipeline.stage import StageError, log, run_stage, staged_dir, staged_file
 
 
 def check(name: str, predict, expected, images) -> None:
@@ -58,8 +58,8 @@ def main() -> None:
     expected = in_batches(lambda batch: model.predict(batch, verbose=0), images)
     if model is not trained:
         mixed = in_batches(lambda batch: trained.predict(batch, verbose=0), images)
-        print(
-            f"export: {MODEL_FILE} is mixed precision; the serving copies compute in float32 "
+        log.info(
+            f"{MODEL_FILE} is mixed precision; the serving copies compute in float32 "
             f"(same weights), which gives another digit on {digits_differ(mixed, expected):,} "
             f"of {len(images):,} validation images"
         )
@@ -70,7 +70,7 @@ def main() -> None:
         check("SavedModel", saved_model_predictor(version), expected, images)
         write_onnx(model, onnx_file)
         check("ONNX model", onnx_predictor(onnx_file), expected, images)
-    print(f"export: wrote {SAVED_MODEL_DIR / str(MODEL_VERSION)} and {ONNX_FILE}")
+    log.info(f"wrote {SAVED_MODEL_DIR / str(MODEL_VERSION)} and {ONNX_FILE}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_pipeline import download
 from mnist_pipeline.mnist import FILES
 from mnist_pipeline.paths import RAW_DIR
-from mnist_pipeline.stage import StageError, run_stage, staged_dir
+from mnist_pipeline.stage import StageError, log, run_stage, staged_dir
 
 
 def failure_report(failures: dict[str, str]) -> str:
@@ -49,12 +49,9 @@ def main() -> None:
                     download.fetch_file(source, file, staging / file.name, limits)
                 except download.FetchFailed as failure:
                     failures[source] = f"{file.download_name}: {failure}"
-                    print(
-                        f"fetch: {download.describe(source)} failed: {failures[source]}",
-                        file=sys.stderr,
-                    )
+                    log.warning(f"{download.describe(source)} failed: {failures[source]}")
                     continue
-                print(f"fetch: {file.name} ({file.size:,} bytes) from {download.describe(source)}")
+                log.info(f"{file.name} ({file.size:,} bytes) from {download.describe(source)}")
                 break
             else:
                 raise StageError(failure_report(failures))

@@ -41,7 +41,7 @@ from mnist_pipeline.paths import (
     RAW_DIR,
     SAMPLE_GRID_FILE,
 )
-from mnist_pipeline.stage import run_stage, staged_dir, write_text_atomic
+from mnist_pipeline.stage import log, run_stage, staged_dir, write_text_atomic
 
 SAMPLE_COUNT = 32
 
@@ -78,7 +78,7 @@ def split_stats(images: np.ndarray, labels: np.ndarray) -> dict:
 
 def main() -> None:
     params = load_params("seed", "preprocess")
-    print(f"preprocess: checking the MNIST files in {RAW_DIR}", flush=True)
+    log.info(f"checking the MNIST files in {RAW_DIR}")
     images = read_idx(RAW_DIR / TRAIN_IMAGES.name, TRAIN_IMAGES)
     labels = read_idx(RAW_DIR / TRAIN_LABELS.name, TRAIN_LABELS)
     test_images = read_idx(RAW_DIR / TEST_IMAGES.name, TEST_IMAGES)
@@ -105,7 +105,7 @@ def main() -> None:
         SAMPLE_GRID_FILE,
     )
     for split, (_, split_labels) in splits.items():
-        print(f"preprocess: {split}: {len(split_labels):,} images")
+        log.info(f"{split}: {len(split_labels):,} images")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from mnist_pipeline.backend import import_keras
 from mnist_pipeline.corruptions import CLEAN, MNIST_C, SUITE
 from mnist_pipeline.params import load_params
 from mnist_pipeline.paths import MODEL_FILE, ROBUSTNESS_FILE, ROBUSTNESS_PLOT_FILE
-from mnist_pipeline.stage import StageError, run_stage, staged_file, write_text_atomic
+from mnist_pipeline.stage import StageError, log, run_stage, staged_file, write_text_atomic
 
 PREDICT_BATCH_SIZE = 1000
 DECIMALS = 6
@@ -58,12 +58,12 @@ def main() -> None:
 
     model = load_model(MODEL_FILE)
     count = sum(len(labels) for _, labels in sets.values())
-    print(f"robustness: scoring {MODEL_FILE} on {len(sets)} sets, {count:,} images", flush=True)
+    log.info(f"scoring {MODEL_FILE} on {len(sets)} sets, {count:,} images")
     accuracy = {}
     for name, (images, labels) in sets.items():
         predicted = model.predict(images, batch_size=PREDICT_BATCH_SIZE, verbose=0).argmax(axis=1)
         accuracy[name] = float(np.mean(predicted == labels))
-        print(f"robustness: {name:24} {accuracy[name]:.4f}")
+        log.info(f"{name:24} {accuracy[name]:.4f}")
 
     figures = summary(accuracy)
     table = pd.DataFrame({"set": list(SUITE), "accuracy": [accuracy[name] for name in SUITE]})
@@ -72,8 +72,8 @@ def main() -> None:
     write_text_atomic(ROBUSTNESS_FILE, json.dumps(figures, indent=2) + "\n")
     result = figures["robustness"]
     worst = min(SUITE, key=accuracy.__getitem__)
-    print(
-        f"robustness: mean {result['mean']:.4f} over {len(SUITE)} sets, "
+    log.info(
+        f"mean {result['mean']:.4f} over {len(SUITE)} sets, "
         f"worst {result['worst']:.4f} ({worst}), clean {result['clean']:.4f}"
     )
     if minimum is not None and result["mean"] < minimum:
