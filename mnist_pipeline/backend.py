@@ -23,9 +23,10 @@ DEFAULT_BACKEND = "tensorflow"  # unless KERAS_BACKEND or the caller says otherw
 JAX_CACHE_MAX_BYTES = 2 << 30  # then JAX drops the least recently used programs
 XLA_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 
-# Whether the user asked to see TensorFlow's native logging; read before Keras is
-# imported, as importing it sets TF_CPP_MIN_LOG_LEVEL itself.
-_NATIVE_LOGS_WANTED = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+# Whether the user asked to see all of TensorFlow's native logging (its level 0); any
+# other level, or none, keeps it quiet. Read before Keras is imported, as importing it
+# sets TF_CPP_MIN_LOG_LEVEL itself.
+_NATIVE_LOGS_WANTED = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0"
 
 
 def choose_backend(
@@ -64,7 +65,7 @@ def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -
         return imported
     choose_backend(backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by)
     # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
-    # they are hidden unless the user set that variable, e.g. TF_CPP_MIN_LOG_LEVEL=0.
+    # they are hidden unless the user asks for them with TF_CPP_MIN_LOG_LEVEL=0.
     with native_stderr_silenced():
         import keras
 
@@ -75,7 +76,7 @@ def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -
 @contextmanager
 def native_stderr_silenced() -> Iterator[None]:
     """Send what native code (TensorFlow's start-up and graph notes) writes to stderr to
-    /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL (e.g. 0) to see it. Python's own
+    /dev/null, unless the user set TF_CPP_MIN_LOG_LEVEL=0 to see it. Python's own
     errors still show."""
     if _NATIVE_LOGS_WANTED:
         yield

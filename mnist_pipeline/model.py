@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from mnist_pipeline import augmentations, background
 from mnist_pipeline.backend import import_keras
 from mnist_pipeline.mnist import IMAGE_SIZE, NUM_CLASSES
-from mnist_pipeline.stage import StageError
+from mnist_pipeline.stage import StageError, require_file
 
 keras = import_keras()  # on the backend the stage chose
 layers = keras.layers
@@ -193,8 +193,7 @@ def _numbered_shared_objects(config: object, numbers: dict | None = None) -> obj
 
 def load_model(path: Path) -> keras.Model:
     """Load a model saved by the train stage; a missing or damaged file is a StageError."""
-    if not path.is_file():
-        raise StageError(f"{path}: missing; run the train stage (dvc repro)")
+    require_file(path, made_by="train")
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for a damaged zip or config

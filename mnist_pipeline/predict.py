@@ -36,7 +36,7 @@ import numpy as np
 from mnist_pipeline.arrays import load_split
 from mnist_pipeline.digits import read_image, to_mnist
 from mnist_pipeline.paths import MODEL_FILE
-from mnist_pipeline.stage import StageError
+from mnist_pipeline.stage import StageError, require_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> None:
             result["error"] = str(error)
         results.append(result)
 
+    require_file(args.model, made_by="train")
     from mnist_pipeline.model import load_model  # imports Keras: after the arguments are read
 
     model = load_model(args.model)

@@ -73,6 +73,13 @@ def run_stage(main: Callable[[], None], name: str | None = None) -> None:
         sys.exit(130)
 
 
+def require_file(path: Path, made_by: str) -> None:
+    """Fail in one line, before anything heavy loads, if `path` (an output of the stage
+    `made_by`) is not there."""
+    if not path.is_file():
+        raise StageError(f"{path}: missing; run the {made_by} stage (dvc repro)")
+
+
 # Staging copies are named .<target>.tmp.<random>[<suffix>] beside their target (git
 # ignores the pattern). Each run stages in a copy of its own and holds a lock on it, so
 # a run cleaning up after a killed one never removes the copy another run is writing.

@@ -34,7 +34,7 @@ from mnist_pipeline.paths import (
     MODEL_FILE,
     PREDICTIONS_FILE,
 )
-from mnist_pipeline.stage import log, run_stage, staged_file, write_text_atomic
+from mnist_pipeline.stage import log, require_file, run_stage, staged_file, write_text_atomic
 
 PREDICT_BATCH_SIZE = 1000
 DECIMALS = 6
@@ -75,6 +75,7 @@ def save_misclassified_grid(
 
 def main() -> None:
     images, labels = load_split("test")
+    require_file(MODEL_FILE, made_by="train")
     keras = import_keras()  # TensorFlow, unless KERAS_BACKEND names another backend
     from mnist_pipeline.model import load_model  # builds on the Keras just imported
 

@@ -38,7 +38,14 @@ from mnist_pipeline.export import (
     write_saved_model,
 )
 from mnist_pipeline.paths import MODEL_FILE, ONNX_FILE, SAVED_MODEL_DIR
-from mnist_pipeline.stage import StageError, log, run_stage, staged_dir, staged_file
+from mnist_pipeline.stage import (
+    StageError,
+    log,
+    require_file,
+    run_stage,
+    staged_dir,
+    staged_file,
+)
 
 
 def check(name: str, predict, expected, images) -> None:
@@ -49,12 +56,13 @@ def check(name: str, predict, expected, images) -> None:
 
 
 def main() -> None:
+    require_file(MODEL_FILE, made_by="train")
+    images, _ = load_split("val")
     import_keras("tensorflow", chosen_by="export's backend")  # SavedModel, tf2onnx: TF graphs
     from mnist_pipeline.model import load_model  # builds on the Keras just imported
 
     trained = load_model(MODEL_FILE)
     model = float32_model(trained)  # what serving runtimes compute in
-    images, _ = load_split("val")
     expected = in_batches(lambda batch: model.predict(batch, verbose=0), images)
     if model is not trained:
         mixed = in_batches(lambda batch: trained.predict(batch, verbose=0), images)

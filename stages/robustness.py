@@ -30,7 +30,14 @@ from mnist_pipeline.backend import import_keras
 from mnist_pipeline.corruptions import CLEAN, MNIST_C, SUITE
 from mnist_pipeline.params import load_params
 from mnist_pipeline.paths import MODEL_FILE, ROBUSTNESS_FILE, ROBUSTNESS_PLOT_FILE
-from mnist_pipeline.stage import StageError, log, run_stage, staged_file, write_text_atomic
+from mnist_pipeline.stage import (
+    StageError,
+    log,
+    require_file,
+    run_stage,
+    staged_file,
+    write_text_atomic,
+)
 
 PREDICT_BATCH_SIZE = 1000
 DECIMALS = 6
@@ -53,6 +60,7 @@ def summary(accuracy: dict[str, float]) -> dict:
 def main() -> None:
     minimum = load_params("evaluate").evaluate.min_robustness
     sets = {name: load_suite_set(name) for name in (CLEAN, *SUITE)}
+    require_file(MODEL_FILE, made_by="train")
     import_keras()  # TensorFlow, unless KERAS_BACKEND names another backend
     from mnist_pipeline.model import load_model  # builds on the Keras just imported
 

@@ -207,17 +207,10 @@ def run_measured(command: list[str], **run_kwargs) -> tuple[subprocess.Completed
         return result, int(peak_file.read_text()) // 1024
 
 
-# Importing Keras sets TF_CPP_MIN_LOG_LEVEL in its process: tests that import it would
-# hand it to every command after them, which then print TensorFlow's start-up notes.
-_TF_LOG_LEVEL_SET_BY_USER = "TF_CPP_MIN_LOG_LEVEL" in os.environ
-
-
 def project_env(root: Path, **extra: str) -> dict[str, str]:
     """Environment for running stages or DVC in a project copy at `root`: the user's, with
     no DVC analytics and git's identity for commits (`root` is where the command runs)."""
     env = dict(os.environ)
-    if not _TF_LOG_LEVEL_SET_BY_USER:
-        env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     env.update(
         DVC_NO_ANALYTICS="1",
         **mnist_project.GIT_IDENTITY,
