@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_pipeline.paths import METRICS_FILE, TRAINING_LOG_DIR
+from mnist_pipeline.paths import METRICS_FILE, TRAINING_METRICS_FILE
 
 if TYPE_CHECKING:
     import keras
@@ -152,7 +152,7 @@ def run_metrics(root: Path) -> dict[str, dict[str, float]]:
     (reports/metrics.json's accuracy and loss) and the last epoch's "train" and "val"
     (dvclive/metrics.json's loss and accuracy)."""
     test = json.loads((root / METRICS_FILE).read_text())["test"]
-    last_epoch = json.loads((root / TRAINING_LOG_DIR / "metrics.json").read_text())
+    last_epoch = json.loads((root / TRAINING_METRICS_FILE).read_text())
     return {
         "test": {"accuracy": test["accuracy"], "loss": test["loss"]},
         "train": last_epoch["train"],

@@ -21,7 +21,11 @@ MODEL_FILE = Path("models/model.keras")
 # per version (one: 1), so `-v $PWD/models/saved_model:/models/mnist` serves it as is.
 SAVED_MODEL_DIR = Path("models/saved_model")
 ONNX_FILE = Path("models/model.onnx")
+# The training log, DVCLive's folder: the last epoch's metrics (tracked by git), and each
+# metric per epoch, {train,val}/<metric>.tsv.
 TRAINING_LOG_DIR = Path("dvclive")
+TRAINING_METRICS_FILE = TRAINING_LOG_DIR / "metrics.json"
+TRAINING_CURVES_DIR = TRAINING_LOG_DIR / "plots" / "metrics"
 # The user's cache folder: ~/.cache/mnist-dvc-pipeline on Linux (XDG_CACHE_HOME moves it).
 USER_CACHE = Path(user_cache_dir("mnist-dvc-pipeline"))
 # Training checkpoints, one folder per run fingerprint, outside the project: DVC deletes

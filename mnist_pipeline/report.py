@@ -56,13 +56,11 @@ from mnist_pipeline.paths import (
     MISCLASSIFIED_GRID_FILE,
     PREDICTIONS_FILE,
     ROBUSTNESS_FILE,
-    TRAINING_LOG_DIR,
+    TRAINING_CURVES_DIR,
+    TRAINING_METRICS_FILE,
 )
 from mnist_pipeline.stage import StageError, printable, staged_file, write_text_atomic
 
-# Derived here, not in paths.py: every stage depends on paths.py, and this is no stage.
-TRAINING_METRICS_FILE = TRAINING_LOG_DIR / "metrics.json"  # the last epoch's
-CURVES_DIR = TRAINING_LOG_DIR / "plots" / "metrics"  # {train,val}/{loss,accuracy}.tsv
 CURVES = ("train/loss", "val/loss", "train/accuracy", "val/accuracy")
 
 # Every file the report writes into --out, and no other. CI's comment job checks that
@@ -84,7 +82,7 @@ DIGITS = [str(digit) for digit in range(10)]
 INPUT_FILES = (  # every file the report reads, on each side
     METRICS_FILE,
     TRAINING_METRICS_FILE,
-    *(CURVES_DIR / f"{name}.tsv" for name in CURVES),
+    *(TRAINING_CURVES_DIR / f"{name}.tsv" for name in CURVES),
     PREDICTIONS_FILE,
     MISCLASSIFIED_GRID_FILE,
     ROBUSTNESS_FILE,
@@ -302,7 +300,7 @@ def curves(read: Reader) -> dict[str, list[tuple[int, float]]] | None:
     """{'train/loss': [(epoch, value), ...], ...}; None where the side has none."""
     found = {}
     for name in CURVES:
-        path = CURVES_DIR / f"{name}.tsv"
+        path = TRAINING_CURVES_DIR / f"{name}.tsv"
         data = read(path)
         if data is None:
             return None

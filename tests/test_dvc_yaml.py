@@ -97,7 +97,7 @@ def test_outputs_and_data_deps_are_the_paths_the_code_uses():
         str(paths.PROCESSED_DIR), str(paths.DATASET_STATS_FILE), str(paths.SAMPLE_GRID_FILE)
     }  # fmt: skip
     assert out_paths(PIPELINE["train"]) == {
-        str(paths.MODEL_FILE), str(paths.TRAINING_LOG_DIR / "metrics.json"), str(paths.TRAINING_LOG_DIR / "plots")
+        str(paths.MODEL_FILE), str(paths.TRAINING_METRICS_FILE), str(paths.TRAINING_LOG_DIR / "plots")
     }  # fmt: skip
     assert out_paths(PIPELINE["export"]) == {str(paths.SAVED_MODEL_DIR), str(paths.ONNX_FILE)}
     assert out_paths(PIPELINE["evaluate"]) == {
