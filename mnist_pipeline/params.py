@@ -46,8 +46,16 @@ class _Section(BaseModel):
 
 
 class PreprocessParams(_Section):
-    val_size: int = Field(ge=NUM_CLASSES, le=TRAIN_COUNT - NUM_CLASSES)
-    max_train: int | None = Field(ge=NUM_CLASSES)
+    val_size: int = Field(
+        ge=NUM_CLASSES,
+        le=TRAIN_COUNT - NUM_CLASSES,
+        description="training images held out (stratified) for validation",
+    )
+    max_train: int | None = Field(
+        ge=NUM_CLASSES,
+        description="cap on training images (a stratified subset), for quick runs; at most "
+        "60,000 minus `val_size`; `null` = all",
+    )
 
     @model_validator(mode="after")
     def _cap_fits(self) -> PreprocessParams:
@@ -61,30 +69,88 @@ class PreprocessParams(_Section):
 
 
 class AugmentParams(_Section):
-    rotation: float = Field(ge=0, le=180)  # degrees, either way
-    zoom: float = Field(ge=0, lt=1)  # fraction, in or out
-    shift: float = Field(ge=0, lt=1)  # fraction of the side, along each axis
-    elastic: float = Field(ge=0, le=10)  # pixels: the distortion field's RMS, at most
-    stroke: float = Field(ge=0, le=3)  # pixels thinner or bolder each side, at most
-    blur: float = Field(ge=0, le=1.5)  # the Gaussian's sigma in pixels, at most
-    noise: float = Field(ge=0, le=1)  # the noise's standard deviation (share of white)
-    erasing: float = Field(ge=0, le=1)  # the chance of an erased patch
-    chance: float = Field(gt=0, le=1)  # the share of images elastic ... noise each change
+    rotation: float = Field(
+        ge=0,
+        le=180,
+        description="random rotation of each training image, up to this many degrees either "
+        "way; 0 = off",
+    )
+    zoom: float = Field(ge=0, lt=1, description="random zoom in or out, up to this fraction")
+    shift: float = Field(
+        ge=0, lt=1, description="random shift along each axis, up to this fraction of the side"
+    )
+    elastic: float = Field(
+        ge=0,
+        le=10,
+        description="Simard's elastic distortion: every pixel moves along a smooth random field "
+        "whose root mean square is up to this many pixels (Simard's is about 1.4)",
+    )
+    stroke: float = Field(
+        ge=0,
+        le=3,
+        description="strokes made thinner or bolder by up to this many pixels each side "
+        "(gray-scale erosion or dilation)",
+    )
+    blur: float = Field(
+        ge=0, le=1.5, description="a Gaussian blur whose sigma is up to this many pixels"
+    )
+    noise: float = Field(
+        ge=0,
+        le=1,
+        description="Gaussian noise whose standard deviation is up to this share of white",
+    )
+    erasing: float = Field(
+        ge=0,
+        le=1,
+        description="the chance that a random patch (2% to 20% of the image) is erased",
+    )
+    chance: float = Field(
+        gt=0,
+        le=1,
+        description="the chance that each of `elastic`, `stroke`, `blur` and `noise` changes a "
+        "training image (the rest pass as they are)",
+    )
 
 
 class ModelParams(_Section):
     conv_blocks: list[
         Annotated[list[Annotated[int, Field(ge=1, le=512)]], Field(min_length=1, max_length=6)]
-    ] = Field(min_length=1, max_length=6)
-    kernel_size: int = Field(ge=1, le=IMAGE_SIZE)
-    downsample: Literal["max_pool", "strided_conv"]
-    pool_size: int = Field(ge=2, le=IMAGE_SIZE)
-    block_dropout: list[Annotated[float, Field(ge=0, lt=1)]] = Field(min_length=1, max_length=6)
-    batch_norm: bool
-    dense_units: int = Field(ge=1, le=4096)
-    dense_dropout: float = Field(ge=0, lt=1)
-    background_window: int = Field(ge=0, le=IMAGE_SIZE)  # pixels; 0 = off
-    stretch_contrast: bool
+    ] = Field(
+        min_length=1,
+        max_length=6,
+        description="the filters of each 'valid' Conv2D + ReLU, block by block; each block "
+        "ends in its downsampling step and its dropout",
+    )
+    kernel_size: int = Field(
+        ge=1,
+        le=IMAGE_SIZE,
+        description="the square kernel of those convs; the blocks must leave a map at least as "
+        "large as each downsampling step",
+    )
+    downsample: Literal["max_pool", "strided_conv"] = Field(
+        description="how each block ends: a `pool_size` max-pool, or a 5x5 conv with stride 2, "
+        "'same' padding and the block's last filter count"
+    )
+    pool_size: int = Field(ge=2, le=IMAGE_SIZE, description="the max-pool window")
+    block_dropout: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        min_length=1, max_length=6, description="dropout after each block, one per block"
+    )
+    batch_norm: bool = Field(
+        description="BatchNormalization after every conv and the hidden Dense (after the ReLU)"
+    )
+    dense_units: int = Field(ge=1, le=4096, description="the hidden Dense + ReLU layer")
+    dense_dropout: float = Field(ge=0, lt=1, description="dropout before the 10-way softmax")
+    background_window: int = Field(
+        ge=0,
+        le=IMAGE_SIZE,
+        description="each image minus its background: what a gray-scale opening over this many "
+        "pixels leaves (strokes are narrower), so a gray, uneven or hazy background becomes "
+        "MNIST's black, in training and at inference; 0 = off",
+    )
+    stretch_contrast: bool = Field(
+        description="each image's darkest pixel made black and its brightest white, in "
+        "training and at inference"
+    )
     augment: AugmentParams
 
     @model_validator(mode="after")
@@ -110,35 +176,92 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
-    backend: Literal["tensorflow", "jax", "torch"]
-    optimizer: Literal[OPTIMIZERS]  # type: ignore[valid-type]
-    learning_rate: float = Field(gt=0, le=10)
-    epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(ge=1, le=TRAIN_COUNT)
-    deterministic: bool
-    distribution: Literal["none", "data_parallel"]
-    lr_schedule: Literal["constant", "exponential", "cosine", "one_cycle", "plateau"]
-    lr_warmup: float = Field(ge=0, lt=1)
-    lr_decay: float = Field(gt=0, lt=1)
-    lr_patience: int = Field(ge=1, le=10_000)
-    early_stopping_patience: int = Field(ge=0, le=10_000)
-    label_smoothing: float = Field(ge=0, lt=1)
-    precision: Literal[PRECISIONS]  # type: ignore[valid-type]
+    backend: Literal["tensorflow", "jax", "torch"] = Field(
+        description="Keras 3's backend for training (JAX's CPU build comes with the dev "
+        "extras, its CUDA build with the `cuda` extras; install torch yourself); on JAX the "
+        "data stays on the device and a GPU runs an epoch as one compiled call "
+        "([GPUs](docs/gpu.md)); the saved model evaluates under any, and export runs on "
+        "TensorFlow"
+    )
+    optimizer: Literal[OPTIMIZERS] = Field(description="the optimizer")  # type: ignore[valid-type]
+    learning_rate: float = Field(
+        gt=0, le=10, description="the optimizer's learning rate (a schedule's peak)"
+    )
+    epochs: int = Field(ge=1, le=10_000, description="passes over the training images")
+    batch_size: int = Field(ge=1, le=TRAIN_COUNT, description="images per training step")
+    deterministic: bool = Field(
+        description="identical reruns: TensorFlow's op determinism; on JAX, XLA's "
+        "deterministic GPU kernels"
+    )
+    distribution: Literal["none", "data_parallel"] = Field(
+        description="`data_parallel`: train on every local accelerator with the backend's own "
+        "engine (TensorFlow or JAX)"
+    )
+    lr_schedule: Literal["constant", "exponential", "cosine", "one_cycle", "plateau"] = Field(
+        description="how the learning rate moves "
+        "([details](docs/params.md#learning-rate-schedules))"
+    )
+    lr_warmup: float = Field(
+        ge=0, lt=1, description="the fraction of all steps that `one_cycle` rises over"
+    )
+    lr_decay: float = Field(gt=0, lt=1, description="the factor of `exponential` and `plateau`")
+    lr_patience: int = Field(
+        ge=1,
+        le=10_000,
+        description="epochs without a better validation loss before `plateau` cuts the rate",
+    )
+    early_stopping_patience: int = Field(
+        ge=0,
+        le=10_000,
+        description="stop after this many epochs without a better validation loss, keeping "
+        "the best epoch's weights; 0 = off",
+    )
+    label_smoothing: float = Field(
+        ge=0,
+        lt=1,
+        description="the loss's target is 1 minus this for the true digit, the rest shared by "
+        "the others",
+    )
+    precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
+        description="Keras's dtype policy: `mixed_bfloat16` for CPUs with AVX512_BF16 or AMX "
+        "and recent GPUs, `mixed_float16` for GPUs; elsewhere a one-line note says it is "
+        "emulated"
+    )
 
 
 class RobustnessParams(_Section):
-    seed: int = Field(ge=0, le=2**32 - 1)  # the corruptions' randomness
-    test_images: int = Field(ge=NUM_CLASSES, le=TEST_COUNT)  # test images each one corrupts
+    seed: int = Field(
+        ge=0,
+        le=2**32 - 1,
+        description="seeds the robustness suite's corruptions; fixed, so every experiment is "
+        "scored on the same digits",
+    )
+    test_images: int = Field(
+        ge=NUM_CLASSES,
+        le=TEST_COUNT,
+        description="test images (a stratified, seeded sample) that each corruption is applied to",
+    )
 
 
 class EvaluateParams(_Section):
-    min_robustness: float | None = Field(ge=0, le=1)  # the suite's mean, at least; null = off
+    min_robustness: float | None = Field(
+        ge=0,
+        le=1,
+        description="the robustness stage fails when the suite's mean accuracy is below this; "
+        "`null` = no gate",
+    )
 
 
 class Params(_Section):
-    """The sections a stage asked for; the others stay None."""
+    """The sections a stage asked for; the others stay None. Every key's field carries its
+    description, from which `mnist-pipeline docs` writes the README's params table."""
 
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 1,
+        description="seeds the validation split, weight init, dropout, augmentation and shuffling",
+    )
     preprocess: PreprocessParams | None = None
     model: ModelParams | None = None
     train: TrainParams | None = None
