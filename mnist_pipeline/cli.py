@@ -5,6 +5,7 @@ DVC, from dvc.yaml):
     mnist-pipeline serve                           # TF Serving's REST API and a drawing page
     mnist-pipeline preset presets/fast.yaml        # run a preset as a DVC experiment
     mnist-pipeline report --base origin/main       # the pull request report, with pictures
+    mnist-pipeline docs                            # the README's tables, from their sources
 
 Each command is a module with add_arguments(parser) and run(args);
 a user's mistake is one line on stderr and exit code 1, as in the stages.
@@ -30,6 +31,10 @@ COMMANDS = {  # name: (module, summary)
     ),
     "preset": ("mnist_pipeline.presets", "run a preset (presets/*.yaml) as a DVC experiment"),
     "report": ("mnist_pipeline.report", "write the pull request report: metrics, params, pictures"),
+    "docs": (
+        "mnist_pipeline.tables",
+        "write the README's params and stage tables from params.py, params.yaml and dvc.yaml",
+    ),
 }
 
 

@@ -1,7 +1,9 @@
-"""Docs that cannot go stale: the README's params table is the params schema (every key,
-its default from params.yaml, its rule from mnist_pipeline/params.py); its stage table is
-dvc.yaml's; every path, command and link in the README, CONTRIBUTING.md and docs/ exists;
-and the figures they quote are the ones in reports/metrics.json and bench/results/.
+"""Docs that cannot go stale: the tables that restate the project's own sources are
+generated from them (`mnist-pipeline docs`: the README's params table from the params
+schema and params.yaml, its stage table from dvc.yaml), and checked here by generating
+them again; every path, command and link in the README, CONTRIBUTING.md and docs/
+exists; the README's headline figures, the per-seed tables and the robustness table are
+the ones in reports/ and bench/results/ (the other figures name the file they come from).
 
 Nothing here trains or runs DVC: commands are checked with the parsers of `dvc` and
 `mnist-pipeline` themselves, without running them.
@@ -17,22 +19,21 @@ import itertools
 import json
 import re
 import shlex
+import shutil
 import statistics
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any
 
-import annotated_types
 import pytest
 import yaml
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, Field
 
-from mnist_pipeline import cli
-from mnist_pipeline.params import SECTIONS, Params, read_params_file
+from mnist_pipeline import cli, tables
+from mnist_pipeline.params import read_params_file
+from mnist_pipeline.stage import StageError
 
-from .helpers import PROJECT_ROOT
+from .helpers import PROJECT_ROOT, run_command
 
 README = PROJECT_ROOT / "README.md"
 PAGES = [README, PROJECT_ROOT / "CONTRIBUTING.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
@@ -40,6 +41,7 @@ PAGE_IDS = [str(page.relative_to(PROJECT_ROOT)) for page in PAGES]
 DVC_YAML = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
 STAGES: dict[str, dict] = DVC_YAML["stages"]
 RESULTS = PROJECT_ROOT / "bench" / "results"
+DEFAULTS = tables.flattened(read_params_file(PROJECT_ROOT / "params.yaml"))
 
 
 # --- Reading Markdown ------------------------------------------------------------------
@@ -68,23 +70,6 @@ def flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def tables(text: str) -> Iterator[tuple[list[str], list[list[str]]]]:
-    """(header cells, body rows of cells) of each Markdown table."""
-    lines = prose(text).splitlines()
-    for is_table, group in itertools.groupby(lines, key=lambda line: line.startswith("|")):
-        rows = list(group)
-        if is_table and len(rows) >= 2:
-            cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
-            yield cells[0], cells[2:]
-
-
-def table_with_header(text: str, *header: str) -> list[list[str]]:
-    for found, body in tables(text):
-        if tuple(found) == header:
-            return body
-    raise AssertionError(f"no table with the header {' | '.join(header)}")
-
-
 def table_after(text: str, marker: str) -> list[str]:
     """The body rows (as written, spaces collapsed) of the first table after `marker`."""
     assert marker in text, f"the page no longer says {marker!r}"
@@ -92,10 +77,6 @@ def table_after(text: str, marker: str) -> list[str]:
     rows = list(itertools.dropwhile(lambda line: not line.startswith("|"), rest.splitlines()))
     rows = list(itertools.takewhile(lambda line: line.startswith("|"), rows))
     return [flat(row.strip()) for row in rows[2:]]
-
-
-def unticked(cell: str) -> str:
-    return cell.strip().strip("`")
 
 
 def slug(heading: str) -> str:
@@ -116,118 +97,49 @@ def anchors(page: Path) -> set[str]:
     return found
 
 
-# --- (a) The README's params table is the schema ---------------------------------------
+# --- (a) The generated tables are what their sources give ------------------------------
 
 
-def flattened(mapping: dict, prefix: str = "") -> dict[str, Any]:
-    """{'train.epochs': 10, ...} from params.yaml's nesting."""
-    flat_keys: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat_keys.update(flattened(value, f"{prefix}{key}."))
-        else:
-            flat_keys[f"{prefix}{key}"] = value
-    return flat_keys
+@pytest.mark.parametrize(
+    ("file", "name", "generate"),
+    [(file, name, generate) for file, name, _, generate in tables.TABLES],
+    ids=[f"{file}:{name}" for file, name, *_ in tables.TABLES],
+)
+def test_each_generated_table_is_what_its_sources_give(file, name, generate, monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)
+    (written,) = re.findall(
+        rf"^<!-- {name} table: .*?-->\n\n(.*?)\n\n<!-- end {name} table -->$",
+        file.read_text(),
+        re.MULTILINE | re.DOTALL,
+    )
+    assert written == generate(), f"{file}'s {name} table is stale: run mnist-pipeline docs"
 
 
-def without_none(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        (only,) = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return only
-    return annotation
+def test_mnist_pipeline_docs_finds_a_stale_table_in_one_line_and_rewrites_it(tmp_path):
+    for name in ("README.md", "dvc.yaml", "params.yaml", "stages"):
+        copy = shutil.copytree if (PROJECT_ROOT / name).is_dir() else shutil.copy
+        copy(PROJECT_ROOT / name, tmp_path / name)
+    readme = tmp_path / "README.md"
+    readme.write_text(README.read_text().replace("| passes over the training images |", "| |"))
+
+    checked = run_command(tmp_path, "docs", "--check")
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        "mnist-pipeline docs: error: README.md: stale params table (not what its sources "
+        "give); run mnist-pipeline docs"
+    ]
+    assert run_command(tmp_path, "docs").returncode == 0
+    assert readme.read_text() == README.read_text()
+    assert run_command(tmp_path, "docs", "--check").returncode == 0
 
 
-def bounds(metadata: list[Any]) -> str:
-    """' in [0, 1)', ' ≥ 10' or '' from pydantic's ge/gt/le/lt constraints."""
-    low = next(((m.ge, "[") for m in metadata if isinstance(m, annotated_types.Ge)), None)
-    low = low or next(((m.gt, "(") for m in metadata if isinstance(m, annotated_types.Gt)), None)
-    high = next(((m.le, "]") for m in metadata if isinstance(m, annotated_types.Le)), None)
-    high = high or next(((m.lt, ")") for m in metadata if isinstance(m, annotated_types.Lt)), None)
-    if low and high:
-        return f" in {low[1]}{low[0]}, {high[0]}{high[1]}"
-    if low:
-        return f" {'≥' if low[1] == '[' else '>'} {low[0]}"
-    if high:
-        return f" {'≤' if high[1] == ']' else '<'} {high[0]}"
-    return ""
+def test_a_key_without_a_description_stops_the_generator():
+    class Section(BaseModel):
+        described: int = Field(ge=0, description="a count")
+        bare: int = Field(ge=0)
 
-
-def rule(annotation: Any, metadata: list[Any] | None = None) -> str:
-    """A field's rule as the README's params table writes it, from its type and
-    constraints: 'integer in [1, 512]', '`adam` or `sgd`', 'list of 1 to 6 numbers in
-    [0, 1)', 'integer ≥ 10, or `null`'."""
-    metadata = list(metadata or [])
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        base, *extras = get_args(annotation)
-        for extra in extras:
-            metadata.extend(extra.metadata if isinstance(extra, FieldInfo) else [extra])
-        return rule(base, metadata)
-    if origin in (Union, types.UnionType):
-        return f"{rule(without_none(annotation), metadata)}, or `null`"
-    if origin is Literal:
-        names = [f"`{value}`" for value in get_args(annotation)]
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-    if origin is list:
-        (item,) = get_args(annotation)
-        shortest = next(m.min_length for m in metadata if isinstance(m, annotated_types.MinLen))
-        longest = next(m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen))
-        kind, _, rest = rule(item).partition(" ")
-        return f"list of {shortest} to {longest} {kind}s {rest}".rstrip()
-    if annotation is bool:
-        return "`true` or `false`"
-    if annotation in (int, float):
-        return f"{'integer' if annotation is int else 'number'}{bounds(metadata)}"
-    raise AssertionError(f"tests/test_docs.py cannot write a rule for {annotation!r}; teach rule()")
-
-
-def schema_rules(model: type[BaseModel] = Params, prefix: str = "") -> dict[str, str]:
-    """{'train.epochs': 'integer in [1, 10000]', ...} for every key of the schema."""
-    rules: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if model is Params:  # None there means "section not loaded"; a stage refuses null
-            annotation = without_none(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rules.update(schema_rules(annotation, f"{prefix}{name}."))
-        else:
-            rules[f"{prefix}{name}"] = rule(annotation, field.metadata)
-    return rules
-
-
-def default_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-DEFAULTS = flattened(read_params_file(PROJECT_ROOT / "params.yaml"))
-RULES = schema_rules()
-
-
-def params_table() -> list[list[str]]:
-    return table_with_header(README.read_text(), "key", "default", "rule", "meaning")
-
-
-def expected_row(key: str) -> str:
-    return f"| `{key}` | `{default_text(DEFAULTS[key])}` | {RULES[key]} | ... |"
-
-
-def test_the_readme_params_table_has_every_key_of_params_yaml_and_the_schema_once():
-    keys = [unticked(row[0]) for row in params_table()]
-    assert sorted(set(DEFAULTS)) == sorted(RULES), "params.yaml and params.py differ"
-    assert len(keys) == len(set(keys)), "a key is in the README's params table twice"
-    missing = [expected_row(key) for key in RULES if key not in keys]
-    assert not missing, "add to the README's params table:\n" + "\n".join(missing)
-    assert not set(keys) - set(RULES), f"not params: {sorted(set(keys) - set(RULES))}"
-
-
-@pytest.mark.parametrize("key", sorted(RULES))
-def test_the_readme_params_table_gives_each_keys_default_and_rule(key):
-    rows = {unticked(row[0]): row for row in params_table()}
-    assert key in rows, f"add to the README's params table: {expected_row(key)}"
-    _, default, written_rule, meaning = rows[key]
-    assert unticked(default) == default_text(DEFAULTS[key]), f"should be: {expected_row(key)}"
-    assert written_rule == RULES[key], f"should be: {expected_row(key)}"
-    assert meaning, f"{key} has no meaning in the README's params table"
+    with pytest.raises(StageError, match=r"^bare has no description; give its Field"):
+        tables.param_rows(Section)
 
 
 # --- (b) What the docs name exists ------------------------------------------------------
@@ -319,24 +231,6 @@ def named_paths(page: Path) -> list[str]:
 def test_every_path_a_page_names_exists_or_is_made_by_a_stage(page):
     problems = [problem for path in named_paths(page) if (problem := path_problem(path))]
     assert not problems, f"{page.name}:\n" + "\n".join(problems)
-
-
-def test_the_readme_stage_table_is_dvc_yaml():
-    rows = table_with_header(README.read_text(), "stage", "reads", "writes")
-    assert [row[0] for row in rows] == list(STAGES), "the stages, in dvc.yaml's order"
-    for name, reads, writes in rows:
-        stage = STAGES[name]
-        sections = {code for code in re.findall(r"`([^`]+)`", reads) if code in SECTIONS}
-        assert sections == set(stage.get("params", [])), f"{name}: params it reads"
-        written = re.findall(r"`([^`]+/[^`]*)`", writes)
-        for output in outputs(stage):
-            assert any(under(path, [output]) for path in written), f"{name}: writes {output}"
-        for path in written:
-            assert under(path, outputs(stage)), f"{name} does not write {path}"
-
-
-# Commands: the ones in code blocks (shell blocks' lines; other blocks' `$ ` lines), and
-# inline code that starts with a command. Each is checked by the parser that would run it.
 
 
 def commands(page: Path) -> list[tuple[str, bool]]:
@@ -496,14 +390,17 @@ def test_every_link_a_page_makes_resolves_with_its_anchor(page):
 
 
 # --- (c) The figures the docs quote are the ones in the files ---------------------------
+# The README's headline figures are checked here, each against its file; the per-seed and
+# robustness tables are made from their files. Every other figure names the file it comes
+# from, where it can be looked up.
 
 
-def results(name: str) -> dict:
-    return json.loads((RESULTS / name).read_text())
+def results(path: str) -> Any:
+    return json.loads((PROJECT_ROOT / path).read_text())
 
 
-def committed_metrics() -> dict:
-    return json.loads((PROJECT_ROOT / "reports" / "metrics.json").read_text())["test"]
+def variance(preset: str) -> dict:
+    return results(f"bench/results/variance-{preset}.json")
 
 
 def f4(value: float) -> str:
@@ -514,12 +411,114 @@ def f1(value: float) -> str:
     return f"{value:.1f}"
 
 
-def seed_range(runs: list[dict]) -> list[str]:
-    return [str(min(r["seed"] for r in runs)), str(max(r["seed"] for r in runs))]
+def headline_figures() -> list[tuple[str, list[str]]]:
+    """The README's headline figures: (the words around them, {} for each figure; the
+    figures as their files give them)."""
+    test = results("reports/metrics.json")["test"]
+    default, fast, accurate = variance("default"), variance("fast"), variance("accurate")
+    robust = results("bench/results/robustness-robust.json")["robustness"]
+    robustness = results("reports/robustness.json")["robustness"]
+    serve = results("bench/results/serve.json")
+    onnx = serve["onnx"]
+
+    def spread(summary: dict) -> list[str]:
+        return [f4(summary["test_accuracy"]["mean"]), f4(summary["test_accuracy"]["sd"])]
+
+    def seeds(summary: dict) -> list[str]:
+        return [
+            str(min(r["seed"] for r in summary["runs"])),
+            str(max(r["seed"] for r in summary["runs"])),
+        ]
+
+    def seconds(summary: dict, scale: float = 1) -> list[str]:
+        times = [run["training_s"] / scale for run in summary["runs"]]
+        return [f1(min(times)), f1(max(times))]
+
+    def rates(figures: dict) -> list[str]:
+        return [str(run["predictions_per_s"]) for run in figures["load"]]
+
+    return [
+        (
+            "**test accuracy {}** (loss {}) with the committed seed and **{} ± {}** over {} seeds",
+            [f4(test["accuracy"]), f4(test["loss"]), *spread(default), str(len(default["runs"]))],
+        ),
+        (
+            "speed (**{}** after {} to {} s of training)",
+            [f4(fast["test_accuracy"]["mean"]), *seconds(fast)],
+        ),
+        (
+            "accuracy (**{}**, Chris Deotte's single CNN on augmented digits, {} to {} min of training)",
+            [f4(accurate["test_accuracy"]["mean"]), *seconds(accurate, 60)],
+        ),
+        (
+            "mean accuracy **{}** for the default model, **{}** for the robust preset",
+            [f4(robustness["mean"]), f4(robust["mean"])],
+        ),
+        (
+            "| default model, committed seed {} | test accuracy **{}**, loss {} |",
+            [str(DEFAULTS["seed"]), f4(test["accuracy"]), f4(test["loss"])],
+        ),
+        (
+            "| default model, seeds {} to {} | test accuracy **{} ± {}** (mean ± sd) |",
+            [*seeds(default), *spread(default)],
+        ),
+        (
+            "| fast preset, seeds {} to {} | test accuracy **{} ± {}**, {} to {} s of training |",
+            [*seeds(fast), *spread(fast), *seconds(fast)],
+        ),
+        (
+            "| accurate preset, seeds {} to {} | test accuracy **{} ± {}**, {} to {} s of training |",
+            [*seeds(accurate), *spread(accurate), *seconds(accurate)],
+        ),
+        (
+            "| robustness suite, default model and robust preset | mean accuracy **{}** and **{}**, worst set {} and {} |",
+            [
+                f4(robustness["mean"]),
+                f4(robust["mean"]),
+                f4(robustness["worst"]),
+                f4(robust["worst"]),
+            ],
+        ),
+        (
+            "| `mnist-pipeline serve`, one digit a request | p50 **{} ms**, p99 {} ms |",
+            [str(serve["latency_one_digit"][key]) for key in ("p50_ms", "p99_ms")],
+        ),
+        (
+            "| `mnist-pipeline serve`, {} clients at once | **{} and {} predictions/s**, {} failed |",
+            [
+                str(serve["load"][0]["clients"]),
+                *rates(serve),
+                str(sum(r["failed"] for r in serve["load"])),
+            ],
+        ),
+        (
+            "| `mnist-pipeline serve --runtime onnx` | p50 **{} ms**; {} and {} predictions/s with 16 clients; {} MiB |",
+            [
+                str(onnx["latency_one_digit"]["p50_ms"]),
+                *rates(onnx),
+                str(list(onnx["server_rss_mib"].values())[-1]),
+            ],
+        ),
+    ]
 
 
-def variance(preset: str) -> dict:
-    return results(f"variance-{preset}.json")
+FIGURE = r"(-?\d[\d,]*(?:\.\d+)?)"
+
+
+HEADLINES = headline_figures()
+
+
+@pytest.mark.parametrize(
+    ("words", "figures"), HEADLINES, ids=[flat(words)[:40] for words, _ in HEADLINES]
+)
+def test_each_headline_figure_of_the_readme_is_the_one_in_its_file(words, figures):
+    text = flat(README.read_text())
+    pattern = FIGURE.join(re.escape(part) for part in words.split("{}"))
+    found = re.findall(pattern, text)
+    assert found, f"the README no longer says: {words.format(*figures)}"
+    for quoted in found:
+        quoted = list(quoted) if isinstance(quoted, tuple) else [quoted]
+        assert quoted == figures, f"should be: {words.format(*figures)}"
 
 
 def seed_row(run: dict) -> str:
@@ -538,405 +537,6 @@ def summary_row(summary: dict) -> str:
         f"| **mean ± sd** | **{f4(accuracy['mean'])} ± {f4(accuracy['sd'])}** | | "
         f"median {f1(training['median'])}, max {f1(training['max'])} | |"
     )
-
-
-def rendered(model: str) -> dict[str, tuple[str, str]]:
-    """{variant: (digits, accuracy)} from bench/results/rendered-digits-MODEL.txt."""
-    text = (RESULTS / f"rendered-digits-{model}.txt").read_text()
-    return {
-        name: (f"{int(count):,}", accuracy)
-        for name, count, accuracy in re.findall(
-            r"^ +(\S.*?) +(\d+) digits, accuracy ([\d.]+)$", text, re.MULTILINE
-        )
-    }
-
-
-def gpu_runs() -> dict[str, dict]:
-    lines = (RESULTS / "gpu-h200.jsonl").read_text().splitlines()
-    return {run["run"]: run for run in map(json.loads, lines) if "run" in run}
-
-
-def gpu_row(run: dict) -> list[str]:
-    return [
-        f1(run["first_epoch_s"]),
-        f"{run['steady_epoch_s']:.2f}",
-        str(len(run["epoch_s"])),
-        f"{run['train_s_to_target_excluding_compile']:.2f}",
-        str(run["epochs_to_target"]),
-        f4(run["final_test_accuracy"]),
-    ]
-
-
-def attack_row(attack: dict) -> list[str]:
-    """A row of docs/serving.md's table of attacks, from bench/results/serve.json."""
-    statuses = ", ".join(f"{code} x{n}" for code, n in sorted(attack["statuses"].items()))
-    if "slowest_answer_s" in attack:
-        got = f"{statuses}; slowest answer {attack['slowest_answer_s']} s"
-    else:
-        got = (
-            f"{statuses}, {attack['still_open']} left open; closed by {attack['closed_after_s']} s"
-        )
-    return [
-        attack["attack"],
-        got,
-        str(attack["normal_max_s_during"]),
-        str(attack["normal_requests_during"]),
-        str(attack["normal_median_s_after"]),
-        str(attack["rss_mib_before"]),
-        str(attack["rss_mib_after"]),
-    ]
-
-
-def claims() -> Iterator[tuple[str, str, list[str]]]:
-    """(page, sentence with {} for each figure, the figures as the files give them)."""
-    metrics, seed = committed_metrics(), str(DEFAULTS["seed"])
-    default, fast, accurate = variance("default"), variance("fast"), variance("accurate")
-    bf16 = variance("default-bf16")
-    serve = results("serve.json")
-    levers = results("levers-bf16.json")["summary"]
-    seed_path, bf16_path = (
-        levers["seed code path (float64 arrays)"],
-        levers["ours, bf16 mixed precision"],
-    )
-    load = serve["load"]
-
-    def spread(summary: dict) -> list[str]:
-        return [f4(summary["test_accuracy"]["mean"]), f4(summary["test_accuracy"]["sd"])]
-
-    def times(summary: dict, scale: float = 1) -> list[str]:
-        return [
-            f1(min(r["training_s"] for r in summary["runs"]) / scale),
-            f1(max(r["training_s"] for r in summary["runs"]) / scale),
-        ]
-
-    yield (
-        "README.md",
-        "**test accuracy {}** (loss {}) with the committed seed",
-        [f4(metrics["accuracy"]), f4(metrics["loss"])],
-    )
-    yield (
-        "README.md",
-        "and **{} ± {}** over {} seeds",
-        [*spread(default), str(len(default["runs"]))],
-    )
-    yield (
-        "README.md",
-        "speed (**{}** after {} to {} s of training)",
-        [f4(fast["test_accuracy"]["mean"]), *times(fast)],
-    )
-    yield (
-        "README.md",
-        "accuracy (**{}**, Chris Deotte's single CNN on augmented digits, {} to {} min of training)",
-        [f4(accurate["test_accuracy"]["mean"]), *times(accurate, 60)],
-    )
-    yield (
-        "README.md",
-        "| default model, committed seed {} | test accuracy **{}**, loss {} |",
-        [seed, f4(metrics["accuracy"]), f4(metrics["loss"])],
-    )
-    yield (
-        "README.md",
-        "| default model, seeds {} to {} | test accuracy **{} ± {}** (mean ± sd) |",
-        [*seed_range(default["runs"]), *spread(default)],
-    )
-    yield (
-        "README.md",
-        "| fast preset, seeds {} to {} | test accuracy **{} ± {}**, {} to {} s of training |",
-        [*seed_range(fast["runs"]), *spread(fast), *times(fast)],
-    )
-    yield (
-        "README.md",
-        "| accurate preset, seeds {} to {} | test accuracy **{} ± {}**, {} to {} s of training |",
-        [*seed_range(accurate["runs"]), *spread(accurate), *times(accurate)],
-    )
-    yield (
-        "README.md",
-        "| `mnist-pipeline serve`, one digit a request | p50 **{} ms**, p99 {} ms |",
-        [str(serve["latency_one_digit"]["p50_ms"]), str(serve["latency_one_digit"]["p99_ms"])],
-    )
-    yield (
-        "README.md",
-        "| `mnist-pipeline serve`, {} clients at once | **{} and {} predictions/s**, {} failed |",
-        [
-            str(load[0]["clients"]),
-            str(load[0]["predictions_per_s"]),
-            str(load[1]["predictions_per_s"]),
-            str(load[0]["failed"] + load[1]["failed"]),
-        ],
-    )
-    onnx = serve["onnx"]
-    yield (
-        "README.md",
-        "| `mnist-pipeline serve --runtime onnx` | p50 **{} ms**; {} and {} predictions/s with 16 clients; {} MiB |",
-        [
-            str(onnx["latency_one_digit"]["p50_ms"]),
-            *(str(run["predictions_per_s"]) for run in onnx["load"]),
-            str(list(onnx["server_rss_mib"].values())[-1]),
-        ],
-    )
-
-    page = "docs/benchmarks.md"
-    accuracies = [f4(r["test_accuracy"]) for r in default["runs"]]
-    yield (
-        page,
-        "| default model, float32 | test accuracy **{} ± {}** over seeds {} to {} ("
-        + ", ".join(["{}"] * len(accuracies))
-        + ") |",
-        [*spread(default), *seed_range(default["runs"]), *accuracies],
-    )
-    yield (
-        page,
-        "| fast preset | test accuracy **{} ± {}** over {} seeds, lowest {}; {} to {} s of training;",
-        [*spread(fast), str(len(fast["runs"])), f4(fast["test_accuracy"]["min"]), *times(fast)],
-    )
-    accuracies = [f4(r["test_accuracy"]) for r in accurate["runs"]]
-    yield (
-        page,
-        "| accurate preset | test accuracy **{} ± {}** over {} seeds ("
-        + ", ".join(["{}"] * len(accuracies))
-        + "); {} to {} s of training |",
-        [*spread(accurate), str(len(accurate["runs"])), *accuracies, *times(accurate)],
-    )
-    bf16_run = bf16["runs"][0]
-    yield (
-        page,
-        "epoch CPU time **{}x** the seed code path's ({} s against {} s, side by side); 10-epoch test accuracy **{}** (seed {}, {} s of training)",
-        [
-            f"{bf16_path['cpu_ratio_to_seed']:.2f}",
-            f1(bf16_path["cpu_s"]),
-            f1(seed_path["cpu_s"]),
-            f4(bf16_run["test_accuracy"]),
-            str(bf16_run["seed"]),
-            f1(bf16_run["training_s"]),
-        ],
-    )
-    yield (
-        page,
-        "From `bench/results/variance-default-bf16.json`: seed {}, test accuracy **{}**, {} s of training ({} epochs)",
-        [
-            str(bf16_run["seed"]),
-            f4(bf16_run["test_accuracy"]),
-            f1(bf16_run["training_s"]),
-            str(len(bf16_run["epoch_s"])),
-        ],
-    )
-    yield (
-        page,
-        "the seed code path {} s of CPU an epoch, ours in bf16 {} s, a ratio of **{}**, and test accuracy {} and {} after 2 epochs",
-        [
-            f1(seed_path["cpu_s"]),
-            f1(bf16_path["cpu_s"]),
-            f"{bf16_path['cpu_ratio_to_seed']:.3f}",
-            f4(seed_path["test_accuracy"]),
-            f4(bf16_path["test_accuracy"]),
-        ],
-    )
-    gpu = gpu_runs()
-    default_gpu, fast_1, fast_2 = gpu["default"], gpu["fast:1"], gpu["fast:2"]
-    yield (
-        page,
-        "| one NVIDIA H200: default model, batch 128 | **{} s** a steady epoch; test accuracy 0.990 after {} s of steady epochs |",
-        [
-            f"{default_gpu['steady_epoch_s']:.2f}",
-            f1(default_gpu["train_s_to_target_excluding_compile"]),
-        ],
-    )
-    yield (
-        page,
-        "| one NVIDIA H200: fast preset | test accuracy {} and {} after {} s and {} s of steady epochs ({} epochs) |",
-        [
-            f4(fast_1["final_test_accuracy"]),
-            f4(fast_2["final_test_accuracy"]),
-            f"{fast_1['train_s_to_target_excluding_compile']:.2f}",
-            f"{fast_2['train_s_to_target_excluding_compile']:.2f}",
-            str(len(fast_1["epoch_s"])),
-        ],
-    )
-    first, steady, epochs, _, at_epoch, final = gpu_row(default_gpu)
-    yield (
-        page,
-        "| default model, batch 128, float32 | {} s | **{} s** | {} | {} s (epoch {}) | {} |",
-        [
-            first,
-            steady,
-            epochs,
-            f1(default_gpu["train_s_to_target_excluding_compile"]),
-            at_epoch,
-            final,
-        ],
-    )
-    for name, run in (("fast preset, seed 1", fast_1), ("fast preset, seed 2", fast_2)):
-        yield (
-            page,
-            f"| {name} | {{}} s | {{}} s | {{}} | **{{}} s** (epoch {{}}) | {{}} |",
-            gpu_row(run),
-        )
-    yield (
-        page,
-        "| `mnist-pipeline serve` | p50 **{} ms** for one digit; {} and {} predictions/s with {} clients, {} failed; `--runtime onnx` p50 {} ms, {} and {} predictions/s |",
-        [
-            str(serve["latency_one_digit"]["p50_ms"]),
-            str(load[0]["predictions_per_s"]),
-            str(load[1]["predictions_per_s"]),
-            str(load[0]["clients"]),
-            str(load[0]["failed"] + load[1]["failed"]),
-            str(onnx["latency_one_digit"]["p50_ms"]),
-            *(str(run["predictions_per_s"]) for run in onnx["load"]),
-        ],
-    )
-    page_timing, unbatched = serve["page_stroke_to_answer"], serve["load_without_batching"]
-
-    def both(shown: Callable[[dict], list[str]]) -> list[str]:
-        """The figures of the SavedModel server, then the ONNX one's."""
-        return [*shown(serve), *shown(onnx)]
-
-    yield (
-        page,
-        "| one digit a request, one client, keep-alive (1,000 requests) | **p50 {} ms**, p99 {} ms | **p50 {} ms**, p99 {} ms |",
-        both(lambda f: [str(f["latency_one_digit"][k]) for k in ("p50_ms", "p99_ms")]),
-    )
-    yield (
-        page,
-        "| 16 clients at once, one digit a request, 10,000 requests (twice) | **{} and {} predictions/s**, {} failed | **{} and {} predictions/s**, {} failed |",
-        both(
-            lambda f: [
-                *(str(run["predictions_per_s"]) for run in f["load"]),
-                str(sum(run["failed"] for run in f["load"])),
-            ]
-        ),
-    )
-    yield (
-        page,
-        "| the same with batching off (`--max-batch 1`) | {} predictions/s, {} failed | not measured |",
-        [str(unbatched["predictions_per_s"]), str(unbatched["failed"])],
-    )
-    yield (
-        page,
-        "| server memory (RSS, with its drawing readers) after 1,050 / 11,050 / 21,050 requests | {} / {} / {} MiB | {} / {} / {} MiB |",
-        both(lambda f: [str(v) for v in f["server_rss_mib"].values()]),
-    )
-    yield (
-        page,
-        "this one's median p50 is {}x the old one's and its throughput {}x",
-        [
-            str(serve["side_by_side"]["p50_now_over_before"]),
-            str(serve["side_by_side"]["throughput_now_over_before"]),
-        ],
-    )
-    yield (
-        page,
-        "gives {}x the throughput of one request at a time",
-        [f"{max(r['predictions_per_s'] for r in load) / unbatched['predictions_per_s']:.1f}"],
-    )
-    yield (
-        page,
-        "The drawing page in headless Chromium {}, from the end of a stroke to its answer on screen, with the SavedModel: median {} ms, at most {} ms over {} strokes.",
-        [
-            re.search(r"Chromium (\d+)", page_timing["browser"])[1],
-            f1(page_timing["median_ms"]),
-            f1(page_timing["max_ms"]),
-            str(page_timing["strokes"]),
-        ],
-    )
-
-    page = "docs/serving.md"
-    yield page, "with the default model (test accuracy {})", [f4(metrics["accuracy"])]
-    for name, figures in (("`savedmodel` (TensorFlow)", serve), ("`onnx` (ONNX Runtime)", onnx)):
-        yield (
-            page,
-            f"| {name} | {{}} ms, {{}} ms | {{}} and {{}} predictions/s | {{}} MiB |",
-            [
-                str(figures["latency_one_digit"]["p50_ms"]),
-                str(figures["latency_one_digit"]["p99_ms"]),
-                *(str(run["predictions_per_s"]) for run in figures["load"]),
-                str(list(figures["server_rss_mib"].values())[-1]),
-            ],
-        )
-    for attack in serve["attacks"]:
-        name, got, *figures = attack_row(attack)
-        yield (
-            page,
-            f"| {name} | {got} | {{}} s ({{}} requests) | {{}} s | {{}} / {{}} MiB |",
-            figures,
-        )
-    yield (
-        page,
-        "screen takes {} ms at the median and {} ms at most, over {} strokes",
-        [f1(page_timing["median_ms"]), f1(page_timing["max_ms"]), str(page_timing["strokes"])],
-    )
-    plain, deotte = rendered("default"), rendered("accurate")
-
-    def accuracy(variant: str) -> list[str]:
-        return [plain[variant][1], deotte[variant][1]]
-
-    yield (
-        page,
-        "| as rendered ({}) | {} | **{}** |",
-        [plain["as rendered"][0], *accuracy("as rendered")],
-    )
-    for angle in (8, 15):
-        row = [
-            plain[f"rotated {angle} degrees"][1],
-            plain[f"rotated -{angle} degrees"][1],
-            deotte[f"rotated {angle} degrees"][1],
-            deotte[f"rotated -{angle} degrees"][1],
-        ]
-        bold = "**{}**" if angle == 15 else "{}"
-        yield page, f"| rotated {angle} / -{angle} degrees | {{}} / {{}} | {{}} / {bold} |", row
-    yield page, "| bold strokes | {} | **{}** |", accuracy("bold strokes")
-    yield page, "| low resolution (digit 10 px tall) | {} | {} |", accuracy("low resolution")
-    yield (
-        page,
-        "| thin strokes ({}: hairline fonts at 24 pt vanish) | {} | {} |",
-        [plain["thin strokes"][0], *accuracy("thin strokes")],
-    )
-    yield page, "| blurred | {} | {} |", accuracy("blurred")
-
-    page = "docs/experiments.md"
-    for preset, summary, words_before in (
-        ("default", default, "10 epochs"),
-        ("fast", fast, "3 epochs, bfloat16"),
-        ("accurate", accurate, "30 epochs, bfloat16"),
-    ):
-        figures = [*spread(summary), str(len(summary["runs"])), f4(summary["test_accuracy"]["min"])]
-        if preset == "default":
-            yield page, f"{words_before} | **{{}} ± {{}}** ({{}} seeds, lowest {{}}) |", figures
-        else:
-            yield (
-                page,
-                f"{words_before} | **{{}} ± {{}}** ({{}} seeds, lowest {{}}) | {{}} to {{}} s |",
-                [*figures, *times(summary)],
-            )
-
-    page = "docs/params.md"
-    float32_run = next(r for r in default["runs"] if r["seed"] == bf16_run["seed"])
-    yield (
-        page,
-        "10-epoch test accuracy is {} against float32's {} (seed {};",
-        [f4(bf16_run["test_accuracy"]), f4(float32_run["test_accuracy"]), str(bf16_run["seed"])],
-    )
-
-
-FIGURE = r"(-?\d[\d,]*(?:\.\d+)?)"
-
-
-def test_every_figure_the_docs_quote_is_the_one_in_its_file():
-    problems = []
-    for page, sentence, figures in claims():
-        text = flat((PROJECT_ROOT / page).read_text())
-        pattern = FIGURE.join(re.escape(part) for part in sentence.split("{}"))
-        found = [
-            match if isinstance(match, tuple) else (match,) for match in re.findall(pattern, text)
-        ]
-        expected = sentence.format(*figures)
-        if not found:
-            problems.append(f"{page} no longer says: {expected}")
-        problems += [
-            f"{page} says {sentence.format(*f)!r}; should be {expected!r}"
-            for f in found
-            if list(f) != figures
-        ]
-    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("preset", ["default", "fast", "accurate"])
