@@ -1,14 +1,11 @@
 """Stage 5, corrupt: build the robustness suite, the digits the robustness stage scores
 the model on besides MNIST's own test set.
 
-Reads:  data/processed/test_{images,labels}.npy; params robustness.seed,
-        robustness.test_images.
-Writes: data/robustness/{set}_{images,labels}.npy for every set of the suite (uint8,
-        images (N, 28, 28, 1)): the test images under each of MNIST-C's 15 corruptions
-        and what pens and scanners do, and digits rendered from fonts, read as
-        `mnist-pipeline predict` reads an image file; and the set `clean`, the sampled
-        test images themselves;
-        reports/figures/robustness_suite.png: one example of each set.
+Its inputs and outputs are its entry in dvc.yaml. The suite holds, as uint8 arrays,
+the sampled test images under each of MNIST-C's 15 corruptions and what pens and
+scanners do, digits rendered from fonts (read as `mnist-pipeline predict` reads an
+image file), and the set `clean`, the sampled test images themselves; the picture shows
+one example of each set.
 
 The suite is data, built once: seeded, byte for byte the same on every rebuild, so that
 every experiment is scored on the same digits, in seconds.

@@ -1,12 +1,10 @@
 """Stage 4, evaluate: score the trained model on the held-back test set.
 
-Reads:  models/model.keras, data/processed/test_{images,labels}.npy.
-Writes: reports/metrics.json: test accuracy and loss, per-class precision / recall / F1
-        and their macro averages (git-tracked: what `dvc metrics diff` compares);
-        reports/predictions.csv: one row per test image, columns actual,predicted
-        (for DVC's confusion-matrix plot);
-        reports/figures/misclassified.png: the test digits the model got wrong with the
-        most confidence, each with its true and predicted label.
+Its inputs and outputs are its entry in dvc.yaml. The metrics are test accuracy and
+loss, per-class precision / recall / F1 and their macro averages; the predictions one
+row per test image (actual, predicted: DVC's confusion matrix); the picture the test
+digits the model got wrong with the most confidence, each with its true and predicted
+label.
 """
 
 from __future__ import annotations

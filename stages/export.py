@@ -1,11 +1,9 @@
 """Stage 5, export: the trained model in the formats serving systems load.
 
-Reads:  models/model.keras; data/processed/val_images.npy (to check the copies; never
-        the test set).
-Writes: models/saved_model/1/: a TensorFlow SavedModel, TF Serving's layout (a folder
-        per version), its serving_default signature taking raw uint8 images
-        (N, 28, 28, 1) as `images` and returning `probabilities` (N, 10);
-        models/model.onnx: the same function as an ONNX model (tf2onnx, opset 17).
+Its inputs and outputs are its entry in dvc.yaml. The SavedModel sits in TF Serving's
+layout (a folder per version), its serving_default signature taking raw uint8 images
+(N, 28, 28, 1) as `images` and returning `probabilities` (N, 10); the ONNX model is the
+same function (tf2onnx). The validation images check the copies; never the test set.
 
 Both copies compute in float32: a mixed-precision model (train.precision) is rebuilt in
 float32 with the same weights, and the stage prints on how many validation images that

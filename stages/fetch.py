@@ -1,10 +1,9 @@
 """Stage 1, fetch: download the four MNIST files into data/raw/.
 
-Reads:  the environment variable MNIST_MIRROR (a local folder or an http(s) URL prefix,
-        which may hold user:password@), tried before the public mirrors; MNIST_TIMEOUT
-        (seconds a connection may stay silent, default 30); MNIST_DEADLINE (seconds one
-        file may take from one source, default 300).
-Writes: data/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte, decompressed.
+Its output is its entry in dvc.yaml. It reads the environment: MNIST_MIRROR (a local
+folder or an http(s) URL prefix, which may hold user:password@), tried before the
+public mirrors; MNIST_TIMEOUT (seconds a connection may stay silent, default 30);
+MNIST_DEADLINE (seconds one file may take from one source, default 300).
 
 Every file is checked against the sha256 pinned in mnist_pipeline/mnist.py, so where
 the bytes came from cannot change the result; that is why MNIST_MIRROR is not a DVC

@@ -1,10 +1,9 @@
 """Stage 2, preprocess: parse the IDX files into train / validation / test arrays.
 
-Reads:  data/raw/* (checked: magic number, dimensions, counts, labels, sha256);
-        params seed, preprocess.val_size, preprocess.max_train.
-Writes: data/processed/{train,val,test}_{images,labels}.npy (uint8, images (N, 28, 28, 1)),
-        reports/dataset_stats.json (counts per class, pixel mean/std after /255),
-        reports/figures/samples.png (the first training digits with their labels).
+Its inputs and outputs are its entry in dvc.yaml. The raw files are checked (magic
+number, dimensions, counts, labels, sha256); the arrays are uint8, images (N, 28, 28,
+1); the stats are counts per class and the pixels' mean and std after /255; the picture
+the first training digits with their labels.
 
 The validation split is a stratified, seeded hold-out from the 60,000 training images;
 the test set is passed through untouched, for evaluate alone.

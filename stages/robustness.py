@@ -1,11 +1,9 @@
 """Stage 6, robustness: score the trained model on the robustness suite.
 
-Reads:  models/model.keras, data/robustness/* (the corrupt stage's suite);
-        params evaluate.min_robustness.
-Writes: reports/robustness.json: accuracy on the suite's sample of clean test images (for
-        reference), on each set of the suite, their mean over the whole suite and over
-        MNIST-C's 15 alone, and the worst (git-tracked: what `dvc metrics diff` compares);
-        reports/robustness.csv: one row per set (set, accuracy), for DVC's bar chart.
+Its inputs and outputs are its entry in dvc.yaml. The metrics are the accuracy on the
+suite's sample of clean test images (for reference), on each set of the suite, their
+mean over the whole suite and over MNIST-C's 15 alone, and the worst; the CSV one row
+per set (set, accuracy), for DVC's bar chart.
 
 With evaluate.min_robustness set, the stage fails in one line when the suite's mean is
 below it (after writing the figures, so the failure can be read).
