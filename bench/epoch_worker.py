@@ -80,7 +80,6 @@ keras = import_keras(params.train.backend, chosen_by="train.backend")
 
 from bench.measure import EpochTimes, epoch_timer, train_as_the_stage_does  # noqa: E402
 from mnist_pipeline.arrays import load_split  # noqa: E402
-from mnist_pipeline.model import set_precision  # noqa: E402
 from mnist_pipeline.training import seed_everything  # noqa: E402
 
 
@@ -127,7 +126,7 @@ def main() -> None:
     if config["path"] == "seed":
         # The process set up as the train stage sets it up: only the code paths differ.
         seed_everything(params.seed, params.train.deterministic)
-        set_precision(params.train.precision)
+        keras.config.set_dtype_policy(params.train.precision)  # the reference's layers
         times: EpochTimes = []
         model, test_images = seed_tutorial_reference(
             train,

@@ -29,12 +29,22 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags for bfloat16 ar
 #   (Arm's is bf16)
 
 
-def build_model(params: ModelParams, seed: int = 0) -> keras.Model:
+def build_model(params: ModelParams, seed: int = 0, precision: str = "float32") -> keras.Model:
     """The CNN that `params` describes; the defaults give the seed's Conv32-Conv64-Pool-
     Dense128, 1,199,882 weights. `seed` seeds the augmentation layers, if any.
 
-    Layers are made under Keras's global dtype policy (`set_precision`); the softmax
-    always computes in float32."""
+    `precision` is the Keras dtype policy its layers compute in (float32, mixed_bfloat16,
+    mixed_float16: train.precision); the softmax always computes in float32. Keras's
+    global policy is the one it was before, once the model is built."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # one policy object, shared by the layers
+    try:
+        return _layers(params, seed)
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def _layers(params: ModelParams, seed: int) -> keras.Model:
     model = keras.Sequential(name="mnist_cnn")
     model.add(keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="uint8"))
     model.add(layers.Rescaling(1 / 255))  # pixel / 255: (28, 28, 1) floats in [0, 1]
@@ -101,9 +111,7 @@ def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     return chosen
 
 
-def set_precision(policy: str) -> None:
-    """Make `policy` (float32, mixed_bfloat16, mixed_float16) Keras's dtype policy for
-    the layers built next."""
+def set_precision(policy: str) -> None:  # until training.py passes precision to build_model
     keras.config.set_dtype_policy(policy)
 
 

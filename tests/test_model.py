@@ -20,7 +20,6 @@ from mnist_pipeline.model import (
     load_model,
     precision_note,
     save_model,
-    set_precision,
 )
 from mnist_pipeline.params import read_params_file, validate_params
 from mnist_pipeline.paths import PARAMS_FILE
@@ -114,12 +113,11 @@ def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_pat
 SAVE_IN_A_NEW_PROCESS = """
 import sys
 from pathlib import Path
-from mnist_pipeline.model import build_model, keras, save_model, set_precision
+from mnist_pipeline.model import build_model, keras, save_model
 from mnist_pipeline.params import read_params_file, validate_params
 keras.utils.set_random_seed(7)
-set_precision(sys.argv[2])
 params = validate_params(read_params_file(Path("params.yaml")), ("model",)).model
-save_model(build_model(params), Path(sys.argv[1]))
+save_model(build_model(params, precision=sys.argv[2]), Path(sys.argv[1]))
 """
 
 
@@ -269,11 +267,8 @@ def test_pen_and_scanner_augmentations_are_seeded_and_change_training_images_onl
 
 
 def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_softmax():
-    try:
-        set_precision("mixed_bfloat16")
-        model = build_model(DEFAULT_MODEL)
-    finally:
-        set_precision("float32")
+    model = build_model(DEFAULT_MODEL, precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left alone
     assert model.layers[1].compute_dtype == "bfloat16"
     assert model.layers[1].variable_dtype == "float32"
     assert model.layers[-1].compute_dtype == "float32"
