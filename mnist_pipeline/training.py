@@ -4,40 +4,44 @@ see compiled_epoch.py; elsewhere one `model.fit()`), with callbacks that log eac
 live, checkpoint it, and (when asked) schedule the learning rate and stop early, every
 one of them resumable.
 
+A checkpoint (see checkpoint.py for the store) holds every model variable (weights, and
+the random layers' generator states), every optimizer variable (its step count and
+learning rate too), the best weights early stopping keeps, as arrays; and as JSON, each
+finished epoch's logged metrics, whether a callback stopped training, and the counters
+of the callbacks that keep some.
+
 Importing this module imports Keras: the train stage chooses the backend first.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mnist_pipeline.backend import import_keras
-from mnist_pipeline.checkpoint import (
-    ArraySpec,
-    CallbackLayout,
-    CallbackState,
-    Checkpoint,
-    CheckpointStore,
-    Layout,
-)
 from mnist_pipeline.distribution import device_line, distribution_scope
 from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.model import build_model, precision_note, set_precision
 from mnist_pipeline.paths import TRAINING_LOG_DIR
 from mnist_pipeline.stage import StageError
 
+log = logging.getLogger(__name__)
+
 keras = import_keras()  # on the backend the train stage chose
 
 if TYPE_CHECKING:
+    from mnist_pipeline.checkpoint import Store
     from mnist_pipeline.params import Params, TrainParams
 
 
@@ -100,68 +104,74 @@ class EpochBatches(keras.utils.PyDataset):
         return self.images[rows], self.labels[rows]
 
 
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Stop when val_loss has not improved for `patience` epochs, and keep the weights of
-    the best epoch; its counters and best weights go into the checkpoint."""
+class _Resumable(keras.callbacks.Callback):
+    """A callback made from the run's train params, whose attributes named in STATE go
+    into the checkpoint, and are set back from `saved` as training begins."""
 
-    def __init__(self, patience: int, saved: CallbackState | None) -> None:
-        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
-        self.saved = saved
-
-    @staticmethod
-    def layout(model: keras.Model) -> CallbackLayout:
-        """What its state holds: counters, the best val_loss, the best weights (if any)."""
-        weights = tuple(ArraySpec.of(weight) for weight in model.weights)
-        return CallbackLayout(("wait", "best_epoch", "stopped_epoch"), ("best",), weights)
+    STATE: tuple[str, ...] = ()
+    saved: dict[str, Any] | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
-        if self.saved is not None:
-            values, arrays = self.saved
-            self.wait, self.best = values["wait"], values["best"]
-            self.best_epoch, self.stopped_epoch = values["best_epoch"], values["stopped_epoch"]
-            self.best_weights = arrays or None
+        for name, value in (self.saved or {}).items():
+            setattr(self, name, value)
+
+    def state(self) -> dict[str, int | float | None]:
+        """The STATE attributes as JSON: whole numbers (counters), numbers, or null."""
+        values = {name: getattr(self, name) for name in self.STATE}
+        return {
+            name: value if value is None or isinstance(value, int) else float(value)
+            for name, value in values.items()
+        }
+
+
+class ResumableEarlyStopping(_Resumable, keras.callbacks.EarlyStopping):
+    """Stop when val_loss has not improved for `patience` epochs, and keep the weights of
+    the best epoch; its counters and best weights go into the checkpoint."""
+
+    STATE = ("wait", "best", "best_epoch", "stopped_epoch")
+
+    def __init__(self, params: TrainParams) -> None:
+        patience = params.early_stopping_patience
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         super().on_train_end(logs)
         if self.stopped_epoch:
-            print(
-                f"train: stopped early after epoch {self.stopped_epoch + 1}: val_loss has not "
+            log.info(
+                f"stopped early after epoch {self.stopped_epoch + 1}: val_loss has not "
                 f"improved for {self.patience} epochs; keeping the weights of epoch "
-                f"{self.best_epoch + 1}",
-                flush=True,
+                f"{self.best_epoch + 1}"
             )
 
-    def state(self) -> CallbackState:
-        best = None if self.best is None else float(self.best)
-        values = {"wait": self.wait, "best": best, "best_epoch": self.best_epoch}
-        values["stopped_epoch"] = self.stopped_epoch
-        return values, list(self.best_weights or [])
 
-
-class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+class ResumablePlateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
     """Multiply the learning rate by `factor` when val_loss has not improved for
     `patience` epochs; its counters go into the checkpoint (the rate itself is an
     optimizer variable)."""
 
-    def __init__(self, factor: float, patience: int, saved: CallbackState | None) -> None:
-        super().__init__(monitor="val_loss", factor=factor, patience=patience)
-        self.saved = saved
+    STATE = ("wait", "best", "cooldown_counter")
 
-    @staticmethod
-    def layout(model: keras.Model) -> CallbackLayout:
-        return CallbackLayout(("wait", "cooldown_counter"), ("best",))
+    def __init__(self, params: TrainParams) -> None:
+        super().__init__(monitor="val_loss", factor=params.lr_decay, patience=params.lr_patience)
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self.saved is not None:
-            values, _ = self.saved
-            self.wait, self.best = values["wait"], values["best"]
-            self.cooldown_counter = values["cooldown_counter"]
 
-    def state(self) -> CallbackState:
-        best = None if self.best is None else float(self.best)
-        return {"wait": self.wait, "best": best, "cooldown_counter": self.cooldown_counter}, []
+def _resumable(params: TrainParams) -> dict[str, type[_Resumable]]:
+    """The callbacks this run uses whose state a checkpoint keeps, by name."""
+    kinds: dict[str, type[_Resumable]] = {}
+    if params.lr_schedule == "plateau":
+        kinds["plateau"] = ResumablePlateau
+    if params.early_stopping_patience:
+        kinds["early_stopping"] = ResumableEarlyStopping
+    return kinds
+
+
+def _stateful_callbacks(params: TrainParams, resumed: Resumed | None) -> dict[str, _Resumable]:
+    """This run's resumable callbacks, by name, each with its state from `resumed`."""
+    stateful = {name: kind(params) for name, kind in _resumable(params).items()}
+    for name, callback in stateful.items():
+        callback.saved = resumed.callbacks[name] if resumed is not None else None
+    return stateful
 
 
 def epoch_schedule(params: TrainParams) -> keras.callbacks.Callback | None:
@@ -222,33 +232,123 @@ def compiled_model(params: Params, train_count: int) -> keras.Model:
     """The CNN in the run's precision, compiled, its optimizer's variables built."""
     note = precision_note(params.train.precision)
     if note:
-        print(f"train: {note}")
+        log.warning(note)
     set_precision(params.train.precision)
     model = build_model(params.model, params.seed)
     compile_model(model, params.train, steps_per_epoch(train_count, params.train.batch_size))
     return model
 
 
+@dataclass
+class Resumed:
+    """What a checkpoint restores besides the variables."""
+
+    history: list[dict[str, float]]  # each finished epoch's logged metrics
+    stopped_early: bool  # a callback ended training after the last of them
+    callbacks: dict[str, dict[str, Any]]  # each resumable callback's saved attributes
+
+
 def build_or_resume(
-    params: Params, train_count: int, store: CheckpointStore | None
-) -> tuple[keras.Model, Checkpoint | None]:
-    """The compiled model, placed as train.distribution says, and the checkpoint in
-    `store` it was restored from (None: a fresh model, its summary printed)."""
+    params: Params, train_count: int, store: Store | None = None
+) -> tuple[keras.Model, Resumed | None]:
+    """The compiled model, placed as train.distribution says, restored from the run's
+    checkpoint in `store` if there is one that fits (None: a fresh model, its summary
+    printed)."""
     with distribution_scope(params.train.distribution):
-        print(f"train: {device_line(params.train.distribution)}")
+        log.info(device_line(params.train.distribution))
         model = compiled_model(params, train_count)
-        resumed, note = store.load(checkpoint_layout(model, params.train)) if store else (None, "")
-        if note:
-            print(f"train: {note}")
+        resumed = None
+        if store is not None:
+            resumed = store.load(
+                _kept_arrays(model, params.train),
+                lambda state, arrays: _restore(model, params.train, state, arrays),
+            )
         if resumed is None:
             model.summary()
         else:
-            print(
-                f"train: resuming after epoch {resumed.epochs_done} of {params.train.epochs} "
-                f"(checkpoint in {store.folder})"
+            log.info(
+                f"resuming after epoch {len(resumed.history)} of {params.train.epochs} "
+                f"(checkpoint in {store.path})"
             )
-            restore(model, resumed)
     return model, resumed
+
+
+def _numbered(prefix: str, values: Sequence[Any]) -> dict[str, Any]:
+    return {f"{prefix}_{i}": value for i, value in enumerate(values)}
+
+
+def _kept_arrays(model: keras.Model, params: TrainParams) -> dict[str, Any]:
+    """The arrays a checkpoint of this run holds, by name: each the variable (or, for
+    early stopping's best weights, the weight) that gives its shape and dtype."""
+    kept = _numbered("model", model.variables) | _numbered("optimizer", model.optimizer.variables)
+    if params.early_stopping_patience:  # set from the first validated epoch on
+        kept |= _numbered("early_stopping", model.weights)
+    return kept
+
+
+_METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # DVCLive's file names: no ../
+
+
+def _finite(value: Any) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
+def _restore(
+    model: keras.Model, params: TrainParams, state: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Resumed:
+    """Set the model's and optimizer's variables from a checkpoint's `arrays` (all of
+    them, or, where Keras refuses one, none) and return the rest of its `state`, each
+    part checked first; raises ValueError where anything does not fit this run."""
+    history, callbacks, kinds = state.get("history"), state.get("callbacks"), _resumable(params)
+    first = history[0] if isinstance(history, list) and history else None
+    names = first.keys() if isinstance(first, dict) else set()
+    if not (
+        "loss" in names
+        and len(history) <= params.epochs
+        and all(isinstance(name, str) and _METRIC_NAME.fullmatch(name) for name in names)
+        and all(
+            isinstance(entry, dict) and entry.keys() == names and all(map(_finite, entry.values()))
+            for entry in history
+        )
+    ):
+        raise ValueError(
+            f"its history is not 1 to {params.epochs} epochs of the same finite metrics "
+            "(loss among them) under plain names"
+        )
+    if not isinstance(state.get("stopped_early"), bool):
+        raise ValueError("stopped_early is not true/false")
+    if not (  # counters: whole numbers from 0 to the epochs; the rest numbers, or null
+        isinstance(callbacks, dict)
+        and callbacks.keys() == kinds.keys()
+        and all(
+            isinstance(values, dict)
+            and values.keys() == set(kinds[name].STATE)
+            and all(
+                value is None
+                or _finite(value)
+                or (type(value) is int and 0 <= value <= params.epochs)
+                for value in values.values()
+            )
+            for name, values in callbacks.items()
+        )
+    ):
+        raise ValueError(f"its callbacks' state is not this run's ({', '.join(kinds) or 'none'})")
+    saved = {name: dict(values) for name, values in callbacks.items()}
+    if "early_stopping" in saved:
+        best = _numbered("early_stopping", model.weights)
+        saved["early_stopping"]["best_weights"] = [arrays[name] for name in best]
+    variables = [*model.variables, *model.optimizer.variables]
+    before = [variable.numpy() for variable in variables]
+    try:
+        for name, variable in _numbered("model", model.variables).items():
+            variable.assign(arrays[name])
+        for name, variable in _numbered("optimizer", model.optimizer.variables).items():
+            variable.assign(arrays[name])
+    except BaseException:
+        for variable, value in zip(variables, before, strict=True):
+            variable.assign(value)
+        raise
+    return Resumed(history, state["stopped_early"], saved)
 
 
 def targets(labels: np.ndarray, params: TrainParams) -> np.ndarray:
@@ -262,8 +362,8 @@ class EpochRecord(keras.callbacks.Callback):
     """Records each finished epoch, after the other callbacks have had their say: stops
     on a non-finite loss, logs the epoch's metrics to DVCLive at once (so `dvc exp show`,
     `dvc queue logs`, VS Code and Studio see a run's progress while it trains), stores
-    the whole training state in the run's checkpoint, then prints one line: an epoch
-    that is printed is saved.
+    the whole training state in the run's checkpoint, then logs one line: an epoch
+    that is logged is saved.
 
     The DVCLive log starts fresh and first replays a resumed run's earlier epochs, so
     its files end byte-identical to an uninterrupted run's.
@@ -273,8 +373,8 @@ class EpochRecord(keras.callbacks.Callback):
         self,
         history: list[dict[str, float]],
         params: TrainParams,
-        store: CheckpointStore | None,
-        stateful: dict[str, ResumableEarlyStopping | ResumablePlateau],
+        store: Store | None,
+        stateful: dict[str, _Resumable],
         training_log: bool,
     ) -> None:
         super().__init__()
@@ -313,64 +413,28 @@ class EpochRecord(keras.callbacks.Callback):
         self.history.append(logs)
         self._log(logs)
         if self.store is not None:
-            self.store.save(self._checkpoint(epoch + 1))
+            self.store.save(*self._checkpoint())
         seconds = time.perf_counter() - self.started
         shown = " - ".join(f"{name} {value:.4f}" for name, value in logs.items())
-        print(
-            f"train: epoch {epoch + 1}/{self.train_params.epochs} - {seconds:.1f} s - {shown}",
-            flush=True,
-        )
+        log.info(f"epoch {epoch + 1}/{self.train_params.epochs} - {seconds:.1f} s - {shown}")
 
-    def _checkpoint(self, epochs_done: int) -> Checkpoint:
-        return Checkpoint(
-            epochs_done=epochs_done,
-            stopped_early=bool(self.model.stop_training),
-            history=list(self.history),
-            model_variables=[v.numpy() for v in self.model.variables],
-            optimizer_variables=[v.numpy() for v in self.model.optimizer.variables],
-            callbacks={name: callback.state() for name, callback in self.stateful.items()},
-        )
+    def _checkpoint(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The whole training state: as JSON, and as arrays (see `_kept_arrays`)."""
+        state = {
+            "history": self.history,
+            "stopped_early": bool(self.model.stop_training),
+            "callbacks": {name: callback.state() for name, callback in self.stateful.items()},
+        }
+        arrays = _numbered("model", [v.numpy() for v in self.model.variables])
+        arrays |= _numbered("optimizer", [v.numpy() for v in self.model.optimizer.variables])
+        early_stopping = self.stateful.get("early_stopping")
+        if early_stopping is not None and early_stopping.best_weights is not None:
+            arrays |= _numbered("early_stopping", early_stopping.best_weights)
+        return state, arrays
 
     def finish(self) -> None:
         if self.live is not None:
             self.live.end()
-
-
-def _stateful_callbacks(
-    params: TrainParams, saved: dict[str, CallbackState]
-) -> dict[str, ResumableEarlyStopping | ResumablePlateau]:
-    """The callbacks this run uses whose state a checkpoint keeps, by name."""
-    stateful: dict[str, ResumableEarlyStopping | ResumablePlateau] = {}
-    if params.lr_schedule == "plateau":
-        stateful["plateau"] = ResumablePlateau(
-            params.lr_decay, params.lr_patience, saved.get("plateau")
-        )
-    if params.early_stopping_patience:
-        stateful["early_stopping"] = ResumableEarlyStopping(
-            params.early_stopping_patience, saved.get("early_stopping")
-        )
-    return stateful
-
-
-def checkpoint_layout(model: keras.Model, params: TrainParams) -> Layout:
-    """What a checkpoint of this run must hold: `model` compiled, its optimizer built."""
-    return Layout(
-        epochs=params.epochs,
-        model_variables=tuple(ArraySpec.of(v) for v in model.variables),
-        optimizer_variables=tuple(ArraySpec.of(v) for v in model.optimizer.variables),
-        callbacks={
-            name: callback.layout(model)
-            for name, callback in _stateful_callbacks(params, {}).items()
-        },
-    )
-
-
-def restore(model: keras.Model, resumed: Checkpoint) -> None:
-    """Set every model and optimizer variable to its value in `resumed` (checked to fit)."""
-    for variable, value in zip(model.variables, resumed.model_variables, strict=True):
-        variable.assign(value)
-    for variable, value in zip(model.optimizer.variables, resumed.optimizer_variables, strict=True):
-        variable.assign(value)
 
 
 # How the training steps run: Keras's model.fit() over EpochBatches, a step a call; or on
@@ -406,8 +470,8 @@ def fit(
     seed: int,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
-    store: CheckpointStore | None = None,
-    resumed: Checkpoint | None = None,
+    store: Store | None = None,
+    resumed: Resumed | None = None,
     *,
     training_log: bool = True,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -418,9 +482,8 @@ def fit(
     each into `store` (None: no checkpoints) and logging it to the DVCLive training log
     (`training_log`). `callbacks` run after the stage's own and before its record of the
     epoch (a benchmark's timer). `loop`: how the steps run (None: `default_loop()`)."""
-    saved = resumed.callbacks if resumed is not None else {}
     history = list(resumed.history) if resumed is not None else []
-    stateful = _stateful_callbacks(params, saved)
+    stateful = _stateful_callbacks(params, resumed)
     schedule = epoch_schedule(params)
     record = EpochRecord(history, params, store, stateful, training_log)
     every = [*([schedule] if schedule else []), *stateful.values(), *callbacks, record]

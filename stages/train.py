@@ -21,40 +21,22 @@ from pathlib import Path
 # installed copy: an experiment in a temporary copy runs the copy's code, as DVC records.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
 from mnist_pipeline.backend import choose_backend
 from mnist_pipeline.params import Params, load_params
 from mnist_pipeline.paths import CHECKPOINT_STORE, MODEL_FILE, PACKAGE_DIR, split_files
-from mnist_pipeline.stage import run_stage, staged_file
+from mnist_pipeline.stage import log, run_stage, staged_file
 
 # What the checkpoint fingerprint covers besides the params (paths relative to the root).
 CODE = [Path("stages/train.py"), *sorted(PACKAGE_DIR.glob("*.py"))]
 DATA = [path for split in ("train", "val") for path in split_files(split)]
 
 
-@contextmanager
-def checkpoint_store(params: Params) -> Iterator[checkpoint.CheckpointStore | None]:
-    """This run's checkpoint store, held while the run lasts; None where another run of
-    the same experiment holds it (this run then keeps no checkpoint)."""
-    for folder in checkpoint.remove_stale(CHECKPOINT_STORE):
-        print(
-            f"train: removed a checkpoint unused for {checkpoint.STALE_AFTER_DAYS} days: {folder}"
-        )
+def run_fingerprint(params: Params) -> str:
+    """What this run's checkpoint is filed under: its params, code and data."""
     settings = params.model_dump(include={"seed", "model", "train"})
-    store = checkpoint.CheckpointStore(
-        CHECKPOINT_STORE, checkpoint.fingerprint(settings, CODE + DATA)
-    )
-    with store.held() as held:
-        if not held:
-            print(
-                f"train: another run of this same experiment holds {store.folder}; "
-                "this run keeps no checkpoint"
-            )
-        yield store if held else None
+    return checkpoint.fingerprint(settings, CODE + DATA)
 
 
 def main() -> None:
@@ -66,16 +48,15 @@ def main() -> None:
     from mnist_pipeline import training  # imports Keras, on the backend chosen
     from mnist_pipeline.model import save_model
 
-    with checkpoint_store(params) as store:
+    # held while the run lasts; its checkpoint removed once the model is saved
+    with checkpoint.open_store(CHECKPOINT_STORE, run_fingerprint(params)) as store:
         training.seed_everything(params.seed, params.train.deterministic)
         model, resumed = training.build_or_resume(params, len(train[1]), store)
         with training.fresh_training_log():
             training.fit(model, params.train, params.seed, train, val, store, resumed)
         with staged_file(MODEL_FILE) as tmp:
             save_model(model, tmp)
-        if store is not None:
-            store.clear()
-    print(f"train: saved {MODEL_FILE}")
+    log.info(f"saved {MODEL_FILE}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ killed by `dvc queue kill` resumes when queued again, though DVC deleted its cop
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +42,25 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
+def saved_state(checkpoint: Path) -> dict:
+    with zipfile.ZipFile(checkpoint) as archive:
+        return json.loads(archive.read("state.json"))
+
+
 def forge(checkpoint: Path) -> None:
-    """Make the checkpoint in the folder `checkpoint` claim a finished run, with weights
-    of the wrong shape injected (and the arrays file's sha256 to match)."""
-    arrays, state_file = checkpoint / "variables.npz", checkpoint / "state.json"
-    with np.load(arrays) as saved:
-        forged = {name: saved[name] for name in saved.files}
-    forged["model_0"] = np.zeros((1, 1, 1, 1), dtype=np.float32)
-    np.savez(arrays, **forged)
-    state = json.loads(state_file.read_text())
-    state.update(epochs_done=EPOCHS, history=state["history"][:1] * EPOCHS)
-    state["variables_sha256"] = hashlib.sha256(arrays.read_bytes()).hexdigest()
-    state_file.write_text(json.dumps(state))
+    """Make the checkpoint file `checkpoint` claim a finished run, with weights of the
+    wrong shape injected (a well-formed zip, its checksums right)."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = io.BytesIO()
+    np.lib.format.write_array(weights, np.zeros((1, 1, 1, 1), dtype=np.float32))
+    members["model_0.npy"] = weights.getvalue()
+    state = json.loads(members["state.json"])
+    state["history"] = state["history"][:1] * EPOCHS
+    members["state.json"] = json.dumps(state).encode()
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
 
 
 def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint_is_refused(
@@ -64,28 +72,29 @@ def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint
     with in_background(root, "dvc", "repro") as process:
         read_until(process, f"train: epoch 2/{EPOCHS}")
         os.killpg(process.pid, signal.SIGKILL)
-    (state,) = checkpoint_store.glob("[!.]*/state.json")  # not a staging copy
-    assert json.loads(state.read_text())["epochs_done"] == 2
+    (checkpoint,) = checkpoint_store.glob("*.ckpt")  # not one being written
+    assert len(saved_state(checkpoint)["history"]) == 2
     assert len((root / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
-    genuine = shutil.copytree(state.parent, tmp_path / "genuine")
+    genuine = shutil.copy(checkpoint, tmp_path / "genuine.ckpt")
 
-    forge(state.parent)  # refused in one line: training starts over, from epoch 1
+    forge(checkpoint)  # refused in one line: training starts over, from epoch 1
     fresh = run_dvc(root, "repro")
     assert stages_run(fresh.stdout) == ["train", "evaluate", "export", "robustness"]
-    notes = [line for line in fresh.stdout.splitlines() if "checkpoint" in line]
+    notes = [line for line in fresh.stderr.splitlines() if "checkpoint" in line]
     assert notes == [
-        f"train: ignoring the checkpoint in {state.parent}: variables.npz: model_0 is "
+        f"train: ignoring the checkpoint in {checkpoint}: model_0 is "
         "float32 (1, 1, 1, 1), this model's is float32 (3, 3, 1, 32)"
     ]
+    assert not [line for line in fresh.stdout.splitlines() if "checkpoint" in line]  # stderr
     assert "resuming" not in fresh.stdout and "train: epoch 1/" in fresh.stdout
-    assert not state.parent.exists()  # dropped, and no new one left after the run
+    assert list(checkpoint_store.iterdir()) == []  # dropped, and none left after the run
     uninterrupted = training_results(root), training_log_files(root)
 
-    shutil.copytree(genuine, state.parent)  # the genuine one: resumed after epoch 2
+    shutil.copy(genuine, checkpoint)  # the genuine one: resumed after epoch 2
     resumed = run_dvc(root, "repro", "--force", "--single-item", "train", "evaluate")
     assert f"train: resuming after epoch 2 of {EPOCHS}" in resumed.stdout
     assert "train: epoch 1/" not in resumed.stdout and f"train: epoch 3/{EPOCHS}" in resumed.stdout
-    assert not state.parent.exists()  # removed after the successful run
+    assert list(checkpoint_store.iterdir()) == []  # removed after the successful run
     assert (training_results(root), training_log_files(root)) == uninterrupted
 
 
@@ -94,8 +103,8 @@ def test_killed_dvc_repro_resumes_with_identical_results_and_a_forged_checkpoint
 
 def epochs_saved(store: Path) -> int:
     """Epochs done in the one checkpoint in `store` (0 while there is none)."""
-    states = list(store.glob("[!.]*/state.json"))  # not a staging copy
-    return json.loads(states[0].read_text())["epochs_done"] if states else 0
+    checkpoints = list(store.glob("*.ckpt"))  # not one being written
+    return len(saved_state(checkpoints[0])["history"]) if checkpoints else 0
 
 
 def test_killed_queued_experiment_resumes_when_queued_again(queue_project, checkpoint_store):
@@ -107,8 +116,8 @@ def test_killed_queued_experiment_resumes_when_queued_again(queue_project, check
     kill_when_running(project, first)
     wait_for_queue(project)
     assert not list((project / ".dvc/tmp/exps").glob("tmp*/dvclive"))  # its copy is gone
-    (state,) = checkpoint_store.glob("[!.]*/state.json")
-    done = json.loads(state.read_text())["epochs_done"]
+    (checkpoint,) = checkpoint_store.glob("*.ckpt")
+    done = len(saved_state(checkpoint)["history"])
     assert 1 <= done < 8
 
     (second,) = queued_names(run_dvc(project, *args).stdout)
@@ -117,4 +126,4 @@ def test_killed_queued_experiment_resumes_when_queued_again(queue_project, check
     log = run_dvc(project, "queue", "logs", second).stdout
     assert f"train: resuming after epoch {done} of 8" in log
     assert "train: epoch 1/8" not in log and "train: epoch 8/8" in log
-    assert not state.parent.exists()  # removed once it finished
+    assert list(checkpoint_store.iterdir()) == []  # removed once it finished
