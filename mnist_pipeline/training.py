@@ -32,7 +32,7 @@ import numpy as np
 from mnist_pipeline.backend import import_keras
 from mnist_pipeline.distribution import device_line, distribution_scope
 from mnist_pipeline.mnist import NUM_CLASSES
-from mnist_pipeline.model import build_model, precision_note, set_precision
+from mnist_pipeline.model import build_model, precision_note
 from mnist_pipeline.paths import TRAINING_LOG_DIR
 from mnist_pipeline.stage import StageError
 
@@ -233,8 +233,7 @@ def compiled_model(params: Params, train_count: int) -> keras.Model:
     note = precision_note(params.train.precision)
     if note:
         log.warning(note)
-    set_precision(params.train.precision)
-    model = build_model(params.model, params.seed)
+    model = build_model(params.model, params.seed, params.train.precision)
     compile_model(model, params.train, steps_per_epoch(train_count, params.train.batch_size))
     return model
 
