@@ -30,7 +30,8 @@ What pens and scanners do that MNIST-C lacks, on the same test digits:
     rotated         rotated about the centre, uniformly within 15 degrees either way
 
 Digits rendered in 19 fonts matplotlib ships (mnist_pipeline.renderings), 1,520 a set
-whatever the test images, read as `mnist-pipeline predict` reads a file:
+(or as many as asked, spread over the fonts and layouts), whatever the test images, read as
+`mnist-pipeline predict` reads a file:
     rendered                 0-9, 8 layouts a font, as rendered
     rendered_thin            thinner strokes (a max filter, 3 or 5 px with the canvas)
     rendered_bold            bolder strokes (a min filter, 3 or 5 px with the canvas)
@@ -127,11 +128,12 @@ def set_generator(name: str, seed: int) -> np.random.Generator:
 
 
 def build_suite(
-    images: np.ndarray, labels: np.ndarray, seed: int
+    images: np.ndarray, labels: np.ndarray, seed: int, rendered: int | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every set of SUITE, in its order: name -> (images (M, 28, 28) uint8, labels (M,)
     uint8). The corrupted sets are `images` (MNIST's test digits) corrupted, with
-    `labels`; the rendered ones are the same whatever `images` are."""
+    `labels`; the rendered ones are the same whatever `images` are: `rendered` digits
+    each (None: all renderings.GRID_SIZE), the same digits in every rendered set."""
     labels = np.asarray(labels)
     if labels.shape != (len(images),):
         raise ValueError(f"expected {len(images)} labels; got shape {labels.shape}")
@@ -143,7 +145,7 @@ def build_suite(
         if name in CORRUPTIONS:
             suite[name] = (corrupt(name, images, rng), labels.astype(np.uint8))
         else:
-            suite[name] = renderings.rendered_set(name, rng)
+            suite[name] = renderings.rendered_set(name, rng, rendered)
     return suite
 
 

@@ -239,7 +239,8 @@ class RobustnessParams(_Section):
     test_images: int = Field(
         ge=NUM_CLASSES,
         le=TEST_COUNT,
-        description="test images (a stratified, seeded sample) that each corruption is applied to",
+        description="test images (a stratified, seeded sample) that each corruption is applied "
+        "to; each rendered set holds as many digits in fonts, at most all 1,520",
     )
 
 

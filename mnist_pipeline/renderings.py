@@ -7,7 +7,8 @@ bench/rendered_digits.py are made here.
 The suite renders with the fonts matplotlib ships (FONTS, from its mpl-data folder), never
 the system's, so that its digits are the same bytes on every machine with the pinned
 packages (Pillow, matplotlib). Its sets, each the same 19 FONTS x 8 LAYOUTS x 0-9 =
-1,520 digits, 152 of each:
+1,520 digits, 152 of each (or the same smaller share of them in every set, when the suite
+is built from fewer test images: see `chosen_digits`):
 
     rendered                 as rendered
     rendered_thin            thin strokes: a 3x3 (canvas under 150 px) or 5x5 max filter
@@ -22,10 +23,13 @@ packages (Pillow, matplotlib). Its sets, each the same 19 FONTS x 8 LAYOUTS x 0-
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
@@ -144,17 +148,28 @@ def rotated(image: Image.Image, degrees: float) -> Image.Image:
     return image.rotate(degrees, Image.Resampling.BILINEAR, fillcolor=255)
 
 
-# The suite's rendered sets: name -> (rendered digit, the set's generator) -> harder digit.
-SETS: dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
-    "rendered": lambda image, rng: image,
-    "rendered_thin": lambda image, rng: thin(image),
-    "rendered_bold": lambda image, rng: bold(image),
-    "rendered_blurred": lambda image, rng: blurred(image),
-    "rendered_low_resolution": lambda image, rng: low_resolution(image),
-    "rendered_rotated": lambda image, rng: rotated(
-        image, float(rng.uniform(-MAX_DEGREES, MAX_DEGREES))
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How a rendered set makes a rendered digit harder: `draw` takes what one digit needs
+    from the set's generator (None: nothing), `apply` makes the digit (black on white,
+    grayscale) harder with it."""
+
+    apply: Callable[[Image.Image, Any], Image.Image]
+    draw: Callable[[np.random.Generator], Any] = lambda rng: None
+
+
+# The suite's rendered sets: name -> how each makes its digits harder.
+SETS: dict[str, Variant] = {
+    "rendered": Variant(lambda image, _: image),
+    "rendered_thin": Variant(lambda image, _: thin(image)),
+    "rendered_bold": Variant(lambda image, _: bold(image)),
+    "rendered_blurred": Variant(lambda image, _: blurred(image)),
+    "rendered_low_resolution": Variant(lambda image, _: low_resolution(image)),
+    "rendered_rotated": Variant(
+        rotated, draw=lambda rng: float(rng.uniform(-MAX_DEGREES, MAX_DEGREES))
     ),
 }
+GRID_SIZE = len(FONTS) * len(LAYOUTS) * 10  # every digit in every font and layout: 1,520
 
 
 def font_paths() -> list[Path]:
@@ -162,15 +177,49 @@ def font_paths() -> list[Path]:
     return [FONT_FOLDER / name for name in FONTS]
 
 
-def rendered_set(name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The rendered set `name` (one of SETS): every digit 0-9 in every font of FONTS in
-    every layout of LAYOUTS, made harder by the set's variant and read by `to_mnist`, in
-    that order (fonts, then layouts, then digits). Returns (images (M, 28, 28) uint8,
-    labels (M,) uint8)."""
+def spread_pairs(fonts: int = len(FONTS), layouts: int = len(LAYOUTS)) -> list[tuple[int, int]]:
+    """Every (font, layout) pair of a `fonts` x `layouts` grid, by index, once each, in an
+    order whose every beginning is spread over the fonts and the layouts alike: pair k is
+    font k mod `fonts` and layout k mod `layouts` (shifted by one more layout after each
+    lcm(fonts, layouts) pairs, where the two counts share a factor; 19 and 8 do not)."""
+    cycle = math.lcm(fonts, layouts)
+    return [(k % fonts, (k + k // cycle) % layouts) for k in range(fonts * layouts)]
+
+
+def chosen_digits(count: int | None = None) -> set[tuple[int, int, int]]:
+    """The (font, layout, digit) indices of a rendered set of `count` digits (None, or
+    GRID_SIZE and more: all of them): 0-9 in each of the first pairs of `spread_pairs`,
+    the last of them cut short where `count` is no multiple of 10 (its first digits)."""
+    total = GRID_SIZE if count is None else min(count, GRID_SIZE)
+    if total < 0:
+        raise ValueError(f"a rendered set holds 0 or more digits; got {count}")
+    return {
+        (font, layout, digit)
+        for at, (font, layout) in enumerate(spread_pairs())
+        for digit in range(10)
+        if at * 10 + digit < total
+    }
+
+
+def rendered_set(
+    name: str, rng: np.random.Generator, count: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rendered set `name` (one of SETS) of `count` digits (see `chosen_digits`;
+    None: every digit 0-9 in every font of FONTS in every layout of LAYOUTS), made harder
+    by the set's variant and read by `to_mnist`, in the grid's order (fonts, then layouts,
+    then digits). Every digit of the grid draws from `rng`, chosen or not, so a smaller
+    set is the very digits of the whole one it holds, byte for byte. Returns (images (M,
+    28, 28) uint8, labels (M,) uint8)."""
     variant = SETS[name]
+    chosen = chosen_digits(count)
     images, labels = [], []
-    for font, (size, canvas, place) in itertools.product(font_paths(), LAYOUTS):
-        for digit in range(10):
-            images.append(to_mnist(variant(render(digit, font, size, canvas, place), rng)))
+    grid = itertools.product(enumerate(font_paths()), enumerate(LAYOUTS), range(10))
+    for (font_at, font), (layout_at, (size, canvas, place)), digit in grid:
+        drawn = variant.draw(rng)
+        if (font_at, layout_at, digit) in chosen:
+            image = variant.apply(render(digit, font, size, canvas, place), drawn)
+            images.append(to_mnist(image))
             labels.append(digit)
+    if not images:
+        return np.zeros((0, 28, 28), dtype=np.uint8), np.zeros(0, dtype=np.uint8)
     return np.stack(images), np.array(labels, dtype=np.uint8)

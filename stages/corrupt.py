@@ -4,8 +4,9 @@ the model on besides MNIST's own test set.
 Its inputs and outputs are its entry in dvc.yaml. The suite holds, as uint8 arrays,
 the sampled test images under each of MNIST-C's 15 corruptions and what pens and
 scanners do, digits rendered from fonts (read as `mnist-pipeline predict` reads an
-image file), and the set `clean`, the sampled test images themselves; the picture shows
-one example of each set.
+image file; all 1,520 of the fonts and layouts, or as many as the sampled test images
+where those are fewer), and the set `clean`, the sampled test images themselves; the
+picture shows one example of each set.
 
 The suite is data, built once: seeded, byte for byte the same on every rebuild, so that
 every experiment is scored on the same digits, in seconds.
@@ -27,6 +28,7 @@ from mnist_pipeline.arrays import load_split, save_suite_set
 from mnist_pipeline.corruptions import CLEAN, build_suite, save_examples
 from mnist_pipeline.params import load_params
 from mnist_pipeline.paths import SUITE_DIR, SUITE_EXAMPLES_FILE
+from mnist_pipeline.renderings import GRID_SIZE
 from mnist_pipeline.stage import log, run_stage, staged_dir
 
 
@@ -45,8 +47,9 @@ def main() -> None:
     params = load_params("robustness").robustness
     images, labels = load_split("test")
     chosen = sample(labels, params.test_images, params.seed)
-    log.info(f"building the suite from {len(chosen):,} test images")
-    suite = build_suite(images[chosen, ..., 0], labels[chosen], params.seed)
+    rendered = min(len(chosen), GRID_SIZE)  # a small suite renders fewer digits too
+    log.info(f"building the suite from {len(chosen):,} test images, {rendered:,} rendered digits")
+    suite = build_suite(images[chosen, ..., 0], labels[chosen], params.seed, rendered)
     with staged_dir(SUITE_DIR) as staging:
         save_suite_set(staging, CLEAN, images[chosen], labels[chosen])  # for reference
         for name, (set_images, set_labels) in suite.items():

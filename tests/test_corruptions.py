@@ -1,6 +1,7 @@
 """The robustness suite's data (mnist_pipeline/corruptions.py, renderings.py): every set
 keeps the shape and changes the digits, byte for byte the same for a seed in a fresh
-process and different for another; each corruption does what its docstring says; the
+process and different for another; each corruption does what its docstring says; a
+smaller rendered set is the whole one's digits, spread over the fonts and layouts; the
 example picture has one cell per set. Built once for 200 real test images (MNIST_MIRROR)."""
 
 from __future__ import annotations
@@ -136,15 +137,24 @@ def test_a_set_depends_on_its_own_generator_alone(suite, test_set):
         assert np.array_equal(corrupt(name, images, set_generator(name, SEED)), suite[name][0])
 
 
+def grid_index(chosen: set[tuple[int, int, int]]) -> list[int]:
+    """Where the (font, layout, digit) indices `chosen` are in a whole rendered set."""
+    return [
+        (font * len(renderings.LAYOUTS) + layout) * 10 + digit
+        for font, layout, digit in sorted(chosen)
+    ]
+
+
 def test_the_random_sets_differ_for_another_seed(suite, test_set):
     images, _ = test_set
     for name in RANDOM:
         rng = set_generator(name, SEED + 1)
         if name in CORRUPTIONS:
-            other = corrupt(name, images, rng)
-        else:
-            other, _ = renderings.rendered_set(name, rng)
-        assert not np.array_equal(other, suite[name][0]), name
+            other, same_digits = corrupt(name, images, rng), suite[name][0]
+        else:  # 100 digits of the set (the very digits of the whole set: see below) differ
+            other, _ = renderings.rendered_set(name, rng, 100)
+            same_digits = suite[name][0][grid_index(renderings.chosen_digits(100))]
+        assert not np.array_equal(other, same_digits), name
     for name in set(CORRUPTIONS) - RANDOM:  # no randomness: the same for any seed
         assert np.array_equal(corrupt(name, images, set_generator(name, 0)), suite[name][0])
 
@@ -306,6 +316,34 @@ def test_the_rendered_sets_are_every_digit_in_every_font_and_layout(suite):
         assert np.array_equal(labels, np.tile(np.arange(10), size // 10)), name
         assert (images.max(axis=(1, 2)) > 128).all(), name  # no digit lost
     assert all((renderings.FONT_FOLDER / font).is_file() for font in renderings.FONTS)
+
+
+def test_a_smaller_rendered_set_is_the_whole_ones_digits_spread_over_fonts_and_layouts(
+    suite, test_set
+):
+    fonts, layouts = len(renderings.FONTS), len(renderings.LAYOUTS)
+    pairs = renderings.spread_pairs()
+    assert sorted(pairs) == [(f, g) for f in range(fonts) for g in range(layouts)]  # each once
+    assert {f for f, _ in pairs[:fonts]} == set(range(fonts))  # the first 19: every font
+    assert {g for _, g in pairs[:layouts]} == set(range(layouts))  # the first 8: every layout
+    for fonts_, layouts_ in ((4, 6), (6, 4), (5, 5)):  # counts that share a factor too
+        assert sorted(renderings.spread_pairs(fonts_, layouts_)) == sorted(
+            (f, g) for f in range(fonts_) for g in range(layouts_)
+        )
+    assert renderings.chosen_digits() == renderings.chosen_digits(10_000)
+    assert len(renderings.chosen_digits()) == renderings.GRID_SIZE == len(suite["rendered"][0])
+    chosen = renderings.chosen_digits(105)  # 10 whole pairs and digits 0-4 of an 11th
+    digits = np.bincount([digit for *_, digit in chosen], minlength=10)
+    assert len(chosen) == 105 and list(digits) == [11] * 5 + [10] * 5
+    assert len({font for font, _, _ in chosen}) == 11 and len({g for _, g, _ in chosen}) == 8
+    at = grid_index(chosen)
+    for name in renderings.SETS:
+        images, labels = renderings.rendered_set(name, set_generator(name, SEED), 105)
+        assert np.array_equal(images, suite[name][0][at]), name  # the same bytes
+        assert np.array_equal(labels, suite[name][1][at]), name
+    images, labels = test_set
+    small = build_suite(images[:2], labels[:2], SEED, rendered=3)  # as the stage builds it
+    assert [len(y) for _, y in small.values()] == [2] * 19 + [3] * 6
 
 
 def test_rendered_variants_do_what_they_say(suite):

@@ -50,6 +50,8 @@ def test_the_figures_are_each_sets_accuracy_their_mean_and_the_worst(trained_pro
     assert 0.5 < figures["clean"] <= 1  # two epochs on 2,000 images
     labels = np.load(trained_project / "data/robustness/shot_noise_labels.npy")
     assert len(labels) == 100 and np.bincount(labels, minlength=10).min() >= 9  # stratified
+    rendered = np.load(trained_project / "data/robustness/rendered_labels.npy")
+    assert list(np.bincount(rendered, minlength=10)) == [10] * 10  # as many, 10 pairs' 0-9
     rows = (trained_project / "reports/robustness.csv").read_text().splitlines()
     assert rows[0] == "set,accuracy" and len(rows) == 1 + len(SUITE)
 
