@@ -1,6 +1,6 @@
 """What the bench scripts share: the train stage's training called and timed epoch by
 epoch, bench/epoch_worker.py run in its own processes and its runs summarised, and the
-figures a pipeline run leaves (its metrics files, its printed epoch lines) read back.
+figures a pipeline run leaves (its metrics files and its log of epoch seconds) read back.
 
 Importing this module imports neither Keras nor DVC: bench/gpu.py uses it on machines
 that have only JAX.
@@ -8,8 +8,8 @@ that have only JAX.
 
 from __future__ import annotations
 
+import csv
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mnist_pipeline.paths import METRICS_FILE, TRAINING_METRICS_FILE
+from mnist_pipeline.paths import EPOCH_SECONDS_FILE, METRICS_FILE, TRAINING_METRICS_FILE
 
 if TYPE_CHECKING:
     import keras
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from mnist_pipeline.params import Params
 
 WORKER = Path(__file__).with_name("epoch_worker.py")
-# The line the train stage prints as each epoch ends: `train: epoch 3/10 - 19.2 s - ...`
-EPOCH_LINE = re.compile(r"train: epoch \d+/\d+ - ([\d.]+) s")
 
 EpochTimes = list[tuple[float, float]]  # each epoch's (wall, CPU) seconds
 AfterEpoch = Callable[["keras.Model", dict[str, Any]], None]
@@ -141,10 +139,12 @@ def medians(runs: list[dict]) -> dict[str, float]:
 # ---------------------------------------------------------------- what a run leaves
 
 
-def epoch_seconds(output: str) -> list[float]:
-    """Each epoch's seconds, in order, from the train stage's printed lines in `output`
-    (the one figure its metrics files do not hold)."""
-    return [float(seconds) for seconds in EPOCH_LINE.findall(output)]
+def epoch_seconds(root: Path) -> list[float]:
+    """Each epoch's seconds, in order, from the DVCLive log of them that the last training
+    run in the project at `root` left (EPOCH_SECONDS_FILE)."""
+    with open(root / EPOCH_SECONDS_FILE, newline="") as log:
+        rows = sorted(csv.DictReader(log, delimiter="\t"), key=lambda row: int(row["step"]))
+    return [float(row["epoch_seconds"]) for row in rows]
 
 
 def run_metrics(root: Path) -> dict[str, dict[str, float]]:

@@ -1,12 +1,13 @@
 """The robustness suite's figures for a model run, kept, and the table of them the docs
 show (docs/benchmarks.md), generated here rather than retyped.
 
-    python bench/robustness.py record NAME [--train-log LOG]  # keep this project's last run
+    python bench/robustness.py record NAME [--training-time]  # keep this project's last run
     python bench/robustness.py table                          # the docs' table, as markdown
 
 `record` reads what the last `dvc repro` (or `dvc exp run`) in this project left:
-reports/robustness.json, reports/metrics.json's test accuracy and, from the printed lines
-of its train stage (LOG, the run's output), each epoch's seconds. It writes them to
+reports/robustness.json, reports/metrics.json's test accuracy and, with --training-time
+(when that run trained, rather than restoring the model from DVC's run cache), each
+epoch's seconds from the train stage's log of them. It writes them to
 bench/results/robustness-NAME.json. `table` lays out every recorded run side by side, one
 row per set of the suite, the headline figures first.
 """
@@ -44,15 +45,15 @@ def results_file(name: str) -> Path:
     return RESULTS / f"robustness-{name}.json"
 
 
-def record(name: str, train_log: Path | None) -> None:
+def record(name: str, training_time: bool) -> None:
     robustness = json.loads(ROBUSTNESS_FILE.read_text())["robustness"]
     run = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "test_accuracy": run_metrics(Path("."))["test"]["accuracy"],
         "robustness": robustness,
     }
-    if train_log is not None:
-        seconds = epoch_seconds(train_log.read_text())
+    if training_time:
+        seconds = epoch_seconds(Path("."))
         run["epochs"], run["training_s"] = len(seconds), round(sum(seconds), 1)
     results_file(name).write_text(json.dumps(run, indent=2) + "\n")
 
@@ -95,11 +96,13 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     recording = commands.add_parser("record", help="keep this project's last run as NAME")
     recording.add_argument("name", choices=list(RUNS))
-    recording.add_argument("--train-log", type=Path, help="the run's output (epoch times)")
+    recording.add_argument(
+        "--training-time", action="store_true", help="the last training run's epoch seconds"
+    )
     commands.add_parser("table", help="print the docs' table")
     args = parser.parse_args()
     if args.command == "record":
-        record(args.name, args.train_log)
+        record(args.name, args.training_time)
     else:
         print(table(), end="")
 

@@ -1,19 +1,20 @@
-"""Mean and spread over seeds: one `dvc exp run --queue` grid over `seed` for a preset.
+"""Mean and spread over seeds: one experiment per seed for a preset.
 
     MNIST_MIRROR=/path/to/mnist python bench/variance.py PRESET --seeds 42 43 44 45 46
         [--set train.precision=mixed_bfloat16 ...] [--json FILE]
 
 PRESET is a file's name in presets/ (fast, accurate) or `default` (params.yaml alone).
 In a temporary copy of the project (your workspace is not touched) it runs fetch and
-preprocess, queues the grid exactly as a user would:
+preprocess, then each seed as a user would, one after another:
 
-    mnist-pipeline preset presets/PRESET.yaml --queue -S seed=42,43,...
-    dvc queue start  (then waits for the queue to empty)
+    mnist-pipeline preset presets/PRESET.yaml -n seed-42 -S seed=42   (dvc exp run)
 
-and reads each experiment's test accuracy and loss with `dvc.api.exp_show`, and its
-training seconds (each epoch's, as the train stage prints them) from `dvc queue logs`.
-Prints a summary and writes it as JSON to bench/results/variance-PRESET.json. With
---keep-model it keeps the first seed's trained model (for bench/rendered_digits.py).
+and reads what each run leaves: its test accuracy and loss (reports/metrics.json) and
+each epoch's seconds (the train stage's DVCLive log of them). Prints a summary and
+writes it as JSON to bench/results/variance-PRESET.json. With --keep-model it keeps the
+first seed's trained model (for bench/rendered_digits.py). (The committed results were
+recorded by the script's earlier form, which queued the seeds with `dvc exp run
+--queue` and read the epoch seconds from `dvc queue logs`.)
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.measure import epoch_seconds
+from bench.measure import epoch_seconds, run_metrics
 from tests.project import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,56 +46,25 @@ def run(command: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def queue_grid(root: Path, preset: str, seeds: list[int], changes: list[str]) -> None:
-    grid = ["--queue", "-S", "seed=" + ",".join(map(str, seeds))]
-    grid += [part for change in changes for part in ("-S", change)]
+def run_seed(root: Path, preset: str, seed: int, changes: list[str]) -> dict:
+    """One experiment, run in the workspace of the copy at `root`, and its figures."""
+    options = ["-n", f"seed-{seed}", "-S", f"seed={seed}"]
+    options += [part for change in changes for part in ("-S", change)]
     if preset == "default":
-        run(["dvc", "exp", "run", *grid], root)
+        run(["dvc", "exp", "run", *options], root)
     else:
-        run(
-            [
-                str(Path(sys.executable).parent / "mnist-pipeline"),
-                "preset",
-                f"presets/{preset}.yaml",
-                *grid,
-            ],
-            root,
-        )
-    subprocess.run(  # the worker runs detached; its output goes to `dvc queue logs`
-        ["dvc", "queue", "start"],
-        cwd=root,
-        env=dict(os.environ, DVC_NO_ANALYTICS="1"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=True,
-    )
-    while re.search(r"\b(Queued|Running)\b", run(["dvc", "queue", "status"], root)):
-        time.sleep(10)
-
-
-def results(root: Path) -> list[dict]:
-    import dvc.api
-
-    rows = []
-    for row in dvc.api.exp_show(repo=str(root)):
-        # exp show draws a baseline's experiments as a tree: the last is its branch_base
-        if row.get("typ") not in ("branch_commit", "branch_base") or not row.get("Experiment"):
-            continue
-        if row.get("State") not in (None, "Success"):
-            raise SystemExit(f"bench: experiment {row['Experiment']} ended {row['State']}")
-        epochs = epoch_seconds(run(["dvc", "queue", "logs", row["Experiment"]], root))
-        rows.append(
-            {
-                "experiment": row["Experiment"],
-                "seed": int(row["seed"]),
-                "test_accuracy": row["test.accuracy"],
-                "test_loss": row["test.loss"],
-                "epoch_s": epochs,
-                "training_s": round(sum(epochs), 1),
-            }
-        )
-    return sorted(rows, key=lambda r: r["seed"])
+        mnist_pipeline = str(Path(sys.executable).parent / "mnist-pipeline")
+        run([mnist_pipeline, "preset", f"presets/{preset}.yaml", *options], root)
+    test = run_metrics(root)["test"]
+    epochs = epoch_seconds(root)
+    return {
+        "experiment": f"seed-{seed}",
+        "seed": seed,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "epoch_s": epochs,
+        "training_s": round(sum(epochs), 1),
+    }
 
 
 def summary(preset: str, changes: list[str], rows: list[dict]) -> dict:
@@ -134,11 +102,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mnist-variance-") as folder:
         root = copy_project(ROOT, Path(folder) / "project", untracked=True)
         run(["dvc", "repro", "preprocess"], root)
-        queue_grid(root, args.preset, args.seeds, args.set)
-        figures = summary(args.preset, args.set, results(root))
-        if args.keep_model:
-            run(["dvc", "exp", "apply", figures["runs"][0]["experiment"]], root)
-            shutil.copy2(root / "models/model.keras", args.keep_model)
+        rows = []
+        for seed in args.seeds:
+            rows.append(run_seed(root, args.preset, seed, args.set))
+            if args.keep_model and len(rows) == 1:
+                shutil.copy2(root / "models/model.keras", args.keep_model)
+        figures = summary(args.preset, args.set, rows)
     path = args.json or ROOT / "bench" / "results" / f"variance-{args.preset}.json"
     path.write_text(json.dumps(figures, indent=2) + "\n")
     acc, train = figures["test_accuracy"], figures["training_s"]

@@ -1,10 +1,12 @@
 """Keras, on the backend the run chose, imported quietly: the one place the project
 imports Keras.
 
-A process picks its backend once, before Keras is first imported (Keras reads it then):
-the train stage calls `choose_backend()` with the param train.backend first thing,
-export `import_keras("tensorflow")`; the modules that build, train or load models take
-Keras from `import_keras()`, on the backend chosen.
+A process picks its backend once, where it starts, by importing Keras through
+`import_keras` after checking its inputs: the train stage on the param train.backend,
+export on TensorFlow, the others on KERAS_BACKEND (TensorFlow by default). The modules
+that build, train or load models take Keras from `import_keras()`, the one already
+imported, so they are imported after it. `choose_backend` alone only sets the backend,
+importing nothing, for code that must choose before anything heavy loads.
 """
 
 from __future__ import annotations
@@ -57,15 +59,22 @@ def choose_backend(
             os.environ["XLA_FLAGS"] = f"{flags} {XLA_DETERMINISTIC}".strip()
 
 
-def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:
+def import_keras(
+    backend: str | None = None, chosen_by: str = "KERAS_BACKEND", deterministic: bool = False
+) -> ModuleType:
     """Keras, on `backend` (None: the one already imported or chosen, else KERAS_BACKEND,
-    else TensorFlow), with TensorFlow's start-up notes hidden; errors as `choose_backend`."""
+    else TensorFlow), with TensorFlow's start-up notes hidden; `chosen_by`, `deterministic`
+    and the errors as `choose_backend`."""
     imported = sys.modules.get("keras")
     if imported is not None and backend is None:
         return imported
-    choose_backend(backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by)
+    choose_backend(
+        backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by, deterministic
+    )
     # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
     # they are hidden unless the user asks for them with TF_CPP_MIN_LOG_LEVEL=0.
+    if not _NATIVE_LOGS_WANTED:  # nor what it logs while it runs (its notes and spurious
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # errors); Python's exceptions still show
     with native_stderr_silenced():
         import keras
 

@@ -26,6 +26,11 @@ ONNX_FILE = Path("models/model.onnx")
 TRAINING_LOG_DIR = Path("dvclive")
 TRAINING_METRICS_FILE = TRAINING_LOG_DIR / "metrics.json"
 TRAINING_CURVES_DIR = TRAINING_LOG_DIR / "plots" / "metrics"
+# How long each epoch took, DVCLive's log of `epoch_seconds` (the last in its
+# metrics.json, each in EPOCH_SECONDS_FILE): what the benchmarks read. Not an output DVC
+# records (a rerun's seconds differ, its outputs must not): git ignores the folder.
+TRAINING_TIME_DIR = Path("logs/training_time")
+EPOCH_SECONDS_FILE = TRAINING_TIME_DIR / "plots" / "metrics" / "epoch_seconds.tsv"
 # The user's cache folder: ~/.cache/mnist-dvc-pipeline on Linux (XDG_CACHE_HOME moves it).
 USER_CACHE = Path(user_cache_dir("mnist-dvc-pipeline"))
 # Training checkpoints, one folder per run fingerprint, outside the project: DVC deletes

@@ -33,7 +33,7 @@ from mnist_pipeline.backend import import_keras
 from mnist_pipeline.distribution import device_line, distribution_scope
 from mnist_pipeline.mnist import NUM_CLASSES
 from mnist_pipeline.model import build_model, precision_note
-from mnist_pipeline.paths import TRAINING_LOG_DIR
+from mnist_pipeline.paths import TRAINING_LOG_DIR, TRAINING_TIME_DIR
 from mnist_pipeline.stage import StageError
 
 log = logging.getLogger(__name__)
@@ -361,11 +361,13 @@ class EpochRecord(keras.callbacks.Callback):
     """Records each finished epoch, after the other callbacks have had their say: stops
     on a non-finite loss, logs the epoch's metrics to DVCLive at once (so `dvc exp show`,
     `dvc queue logs`, VS Code and Studio see a run's progress while it trains), stores
-    the whole training state in the run's checkpoint, then logs one line: an epoch
-    that is logged is saved.
+    the whole training state in the run's checkpoint, logs its seconds, then logs one
+    line: an epoch that is logged is saved.
 
     The DVCLive log starts fresh and first replays a resumed run's earlier epochs, so
-    its files end byte-identical to an uninterrupted run's.
+    its files end byte-identical to an uninterrupted run's. The seconds go into a DVCLive
+    log of their own (TRAINING_TIME_DIR: `epoch_seconds` by epoch, this process's epochs
+    alone), outside the outputs DVC records, which stay the same bytes on every rerun.
     """
 
     def __init__(
@@ -380,11 +382,12 @@ class EpochRecord(keras.callbacks.Callback):
         self.history, self.store, self.stateful = history, store, stateful
         self.train_params = params  # not self.params: Keras sets that to fit()'s settings
         self.started = time.perf_counter()
-        self.live = None
+        self.live = self.timing = None
         if training_log:
             from dvclive import Live  # here: bench/gpu.py fits without DVC installed
 
             self.live = Live(str(TRAINING_LOG_DIR), dvcyaml=False, save_dvc_exp=False)
+            self.timing = Live(str(TRAINING_TIME_DIR), dvcyaml=False, save_dvc_exp=False)
         for logs in history:
             self._log(logs)
 
@@ -414,6 +417,9 @@ class EpochRecord(keras.callbacks.Callback):
         if self.store is not None:
             self.store.save(*self._checkpoint())
         seconds = time.perf_counter() - self.started
+        if self.timing is not None:
+            self.timing.step = epoch
+            self.timing.log_metric("epoch_seconds", round(seconds, 3))
         shown = " - ".join(f"{name} {value:.4f}" for name, value in logs.items())
         log.info(f"epoch {epoch + 1}/{self.train_params.epochs} - {seconds:.1f} s - {shown}")
 
@@ -432,8 +438,9 @@ class EpochRecord(keras.callbacks.Callback):
         return state, arrays
 
     def finish(self) -> None:
-        if self.live is not None:
-            self.live.end()
+        for live in (self.live, self.timing):
+            if live is not None:
+                live.end()
 
 
 # How the training steps run: Keras's model.fit() over EpochBatches, a step a call; or on
@@ -453,13 +460,16 @@ def default_loop() -> Loop:
 
 @contextmanager
 def fresh_training_log() -> Iterator[None]:
-    """Start the training log afresh (a resumed run replays its epochs into it), and
-    leave none where the block fails or is interrupted: the checkpoint keeps that run."""
-    shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)
+    """Start the training log and its seconds afresh (a resumed run replays its epochs
+    into the log), and leave neither where the block fails or is interrupted: the
+    checkpoint keeps that run."""
+    for folder in (TRAINING_LOG_DIR, TRAINING_TIME_DIR):
+        shutil.rmtree(folder, ignore_errors=True)
     try:
         yield
     except BaseException:
-        shutil.rmtree(TRAINING_LOG_DIR, ignore_errors=True)
+        for folder in (TRAINING_LOG_DIR, TRAINING_TIME_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
         raise
 
 

@@ -1,9 +1,9 @@
 """Stage 3, train: fit the CNN on the training split, validating every epoch.
 
-Reads:  data/processed/{train,val}_{images,labels}.npy; params seed, model.*, train.*.
-Writes: models/model.keras (Keras native format; takes raw 0-255 pixels),
-        dvclive/ (per-epoch loss and accuracy, training and validation, via DVCLive,
-        written as each epoch ends).
+Its inputs and outputs are its entry in dvc.yaml. The model is in Keras's native format
+and takes raw 0-255 pixels; the training log (DVCLive) holds each epoch's loss and
+accuracy, training and validation, written as the epoch ends, and the seconds each
+epoch took go beside it, outside DVC's outputs (TRAINING_TIME_DIR).
 
 After every epoch the whole training state is checkpointed into the checkpoint store
 (CHECKPOINT_STORE in mnist_pipeline/paths.py), keyed by a fingerprint of the params,
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
-from mnist_pipeline.backend import choose_backend
+from mnist_pipeline.backend import import_keras
 from mnist_pipeline.params import Params, load_params
 from mnist_pipeline.paths import CHECKPOINT_STORE, MODEL_FILE, PACKAGE_DIR, split_files
 from mnist_pipeline.stage import log, run_stage, staged_file
@@ -41,11 +41,11 @@ def run_fingerprint(params: Params) -> str:
 
 def main() -> None:
     params = load_params("seed", "model", "train")
-    choose_backend(  # before Keras loads
+    train, val = load_split("train"), load_split("val")
+    import_keras(
         params.train.backend, chosen_by="train.backend", deterministic=params.train.deterministic
     )
-    train, val = load_split("train"), load_split("val")
-    from mnist_pipeline import training  # imports Keras, on the backend chosen
+    from mnist_pipeline import training  # builds on the Keras just imported
     from mnist_pipeline.model import save_model
 
     # held while the run lasts; its checkpoint removed once the model is saved
