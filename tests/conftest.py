@@ -1,5 +1,7 @@
 """Fixtures: the real MNIST files (from MNIST_MIRROR), HTTP mirrors on 127.0.0.1, the
-trained project (read only) and fresh copies of it to change, and checkpoint stores."""
+trained project (read only; built once for every worker, in the background from the
+session's start: tests/shared_project.py) and fresh copies of it to change, and
+checkpoint stores."""
 
 from __future__ import annotations
 
@@ -10,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from . import shared_project
 from .helpers import (
-    SMALL,
     LoopbackMirror,
     ModelServer,
     copy_project,
-    git,
     project_env,
     run_dvc,
     self_signed_certificate,
-    set_params,
 )
 from .project import serving
 
@@ -51,15 +51,23 @@ def checkpoint_store(tmp_path, monkeypatch) -> Path:
     return cache / CHECKPOINTS
 
 
+def mnist_folder() -> tuple[Path | None, str]:
+    """(the folder of the four real MNIST .gz files, from MNIST_MIRROR, or None; why not)."""
+    value = os.environ.get("MNIST_MIRROR", "")
+    if not value or value.startswith(("http://", "https://")):
+        return None, "needs the real MNIST files: set MNIST_MIRROR to a folder holding them"
+    folder = Path(value)
+    if not (folder / "train-labels-idx1-ubyte.gz").is_file():
+        return None, f"MNIST_MIRROR={value} does not hold the MNIST .gz files"
+    return folder, ""
+
+
 @pytest.fixture(scope="session")
 def mnist_mirror() -> Path:
     """The folder of the four real MNIST .gz files, from MNIST_MIRROR; skips when unset."""
-    value = os.environ.get("MNIST_MIRROR", "")
-    if not value or value.startswith(("http://", "https://")):
-        pytest.skip("needs the real MNIST files: set MNIST_MIRROR to a folder holding them")
-    folder = Path(value)
-    if not (folder / "train-labels-idx1-ubyte.gz").is_file():
-        pytest.skip(f"MNIST_MIRROR={value} does not hold the MNIST .gz files")
+    folder, why_not = mnist_folder()
+    if folder is None:
+        pytest.skip(why_not)
     return folder
 
 
@@ -88,16 +96,53 @@ def tls_certificate(tmp_path_factory) -> Path:
     return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
+def shared_folder(tmp_path_factory) -> Path:
+    """The folder of the trained project's build, the same for every worker: the
+    session's temporary folder (pytest-N/), above the workers' own (pytest-N/popen-gw0/)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    return base / "trained-shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trained_project_build(request, tmp_path_factory) -> Iterator[None]:
+    """Starts the trained project's build in the background as the session starts, if a
+    test of the session needs it (so the workers run other tests meanwhile); at the end,
+    waits for the build this worker started."""
+    needed = any(
+        "trained_project" in getattr(item, "fixturenames", ()) for item in request.session.items
+    )
+    mirror, _ = mnist_folder()
+    if needed and mirror is not None:
+        shared_project.start(shared_folder(tmp_path_factory), mirror)
+    yield
+    shared_project.finish()
+
+
 @pytest.fixture(scope="session")
 def trained_project(mnist_mirror, tmp_path_factory) -> Path:
-    """A project copy with the whole pipeline run (small subset, 2 epochs) and committed.
-    Tests only read it (and clone it); a test that changes a project takes trained_copy."""
-    root = copy_project(tmp_path_factory.mktemp("trained") / "project")
-    set_params(root, {**SMALL, "train": {"epochs": 2}})
-    run_dvc(root, "repro", MNIST_MIRROR=str(mnist_mirror))
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "trained on a small subset")
-    return root
+    """A project copy with the whole pipeline run (small subset, 2 epochs; the run-cache
+    also holds its first run, of 1 epoch) and committed: tests/shared_project.py, built
+    once for all workers. Tests only read it: no command runs in it that writes there (a
+    test that changes a project, or runs DVC, takes trained_copy)."""
+    try:
+        return shared_project.wait(shared_folder(tmp_path_factory), mnist_mirror)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def trained_records(trained_project, tmp_path_factory) -> dict:
+    """What the trained project's build printed and fetched (shared_project.build)."""
+    return shared_project.records(shared_folder(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def first_run(trained_project, tmp_path_factory) -> Path:
+    """The folder of the outputs of the trained project's first run (one epoch), by their
+    paths in the project (shared_project.FIRST_RUN_FILES)."""
+    return shared_folder(tmp_path_factory) / "first-run"
 
 
 @pytest.fixture
