@@ -24,6 +24,40 @@ from .helpers import (
 from .project import serving
 
 CHECKPOINTS = Path("mnist-dvc-pipeline") / "checkpoints"  # in the user's cache folder
+# The test files that take a minute or more (pytest --durations), longest first: they
+# start as soon as the trained project is built, so that none of them starts last and
+# keeps one worker busy while the other has nothing left to run.
+LONGEST = (
+    "test_resume_after_kill.py",
+    "test_compiled_epoch.py",
+    "test_team_sweep.py",
+    "test_resume_state.py",
+    "test_experiment_code.py",
+    "test_predict.py",
+    "test_experiments.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order in which the workers take the test files (each whole: pyproject.toml):
+    first those that do not read the trained project, while it is built; then those that
+    do, LONGEST first, then the others with the fewest tests first (the many quick tests
+    of the last files even out the two workers' ends). Within a file, its own order."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def rank(name: str) -> tuple:
+        tests = files[name]
+        if not any("trained_project" in getattr(t, "fixturenames", ()) for t in tests):
+            return (0, -len(tests))  # xdist's own order: the most tests first
+        base = Path(name).name
+        if base in LONGEST:
+            return (1, LONGEST.index(base))
+        return (2, len(tests))
+
+    items[:] = [item for name in sorted(files, key=rank) for item in files[name]]
 
 
 @pytest.fixture(scope="session", autouse=True)
