@@ -18,18 +18,28 @@ pytestmark = pytest.mark.slow
 TINY_MODEL = {"conv_blocks": [[8]], "block_dropout": [0.25], "dense_units": 32}
 
 
-def test_data_parallel_on_one_device_trains_like_a_single_device_run(trained_project, tmp_path):
-    logs = {}
-    for kind in ("none", "data_parallel"):
-        root = copy_project(tmp_path / kind)
-        shutil.copytree(trained_project / "data/processed", root / "data/processed")
-        set_params(
-            root, {"preprocess": {"max_train": 2000}, "train": {"epochs": 1, "distribution": kind}}
-        )
-        result = run_script(root, "train")
-        assert result.returncode == 0, result.stderr
-        assert ("data-parallel over 1 device(s)" in result.stdout) == (kind == "data_parallel")
-        logs[kind] = json.loads((root / "dvclive/metrics.json").read_text())
+def test_data_parallel_on_one_device_trains_like_a_single_device_run(
+    trained_project, trained_records, first_run, tmp_path
+):
+    # The single-device run: the trained project's first (its params but one epoch, on
+    # the same data, train.distribution none).
+    assert "train: epoch 1/1" in trained_records["first"]
+    assert "data-parallel over 1 device(s)" not in trained_records["first"]
+    logs = {"none": json.loads((first_run / "dvclive/metrics.json").read_text())}
+
+    root = copy_project(tmp_path / "data_parallel")
+    shutil.copytree(trained_project / "data/processed", root / "data/processed")
+    set_params(
+        root,
+        {
+            "preprocess": {"max_train": 2000},
+            "train": {"epochs": 1, "distribution": "data_parallel"},
+        },
+    )
+    result = run_script(root, "train")
+    assert result.returncode == 0, result.stderr
+    assert "data-parallel over 1 device(s)" in result.stdout
+    logs["data_parallel"] = json.loads((root / "dvclive/metrics.json").read_text())
     for split in ("train", "val"):
         for metric in ("loss", "accuracy"):
             assert logs["data_parallel"][split][metric] == pytest.approx(
