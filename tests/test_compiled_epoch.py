@@ -161,31 +161,30 @@ def test_a_jax_run_logs_each_epoch_live_and_resumes_byte_identical_after_a_kill(
     assert_same_weights(root, expected_weights)
 
 
-def test_a_second_jax_run_of_the_same_model_compiles_nothing_new(
+def test_a_second_jax_run_compiles_nothing_new_and_two_devices_train_like_one(
     trained_project, tmp_path, checkpoint_store
 ):
-    root = jax_copy(trained_project, tmp_path / "project", {"train": {"epochs": 1}})
+    """Two runs of one model on one device (of two virtual CPU devices), then the same
+    data-parallel on both: the second run finds every program in JAX's compilation
+    cache, and the data-parallel run logs the one-device run's figures."""
     cache = checkpoint_store.parent / "jax-compilation"
-    programs = []
+    logs, programs = {}, []
+    root = jax_copy(trained_project, tmp_path / "none", {"train": {"epochs": 1}})
     for _ in range(2):
-        run = run_script(root, "train")
+        run = run_script(root, "train", XLA_FLAGS=TWO_CPU_DEVICES)
         assert run.returncode == 0, run.stderr
+        assert "train: training on cpu:0 with jax\n" in run.stdout
         programs.append(sorted(path.name for path in cache.glob("*-cache")))
     assert any(name.startswith("jit_batch_at-") for name in programs[0])
     assert programs[1] == programs[0]  # every program the second run needed was there
+    logs["none"] = json.loads((root / "dvclive/metrics.json").read_text())
 
-
-def test_two_devices_train_data_parallel_like_one(trained_project, tmp_path):
-    logs = {}
-    for kind in ("none", "data_parallel"):
-        root = jax_copy(
-            trained_project, tmp_path / kind, {"train": {"epochs": 1, "distribution": kind}}
-        )
-        run = run_script(root, "train", XLA_FLAGS=TWO_CPU_DEVICES)
-        assert run.returncode == 0, run.stderr
-        devices = "cpu:0, cpu:1 with jax (data-parallel)" if kind != "none" else "cpu:0 with jax"
-        assert f"train: training on {devices}\n" in run.stdout
-        logs[kind] = json.loads((root / "dvclive/metrics.json").read_text())
+    changes = {"train": {"epochs": 1, "distribution": "data_parallel"}}
+    root = jax_copy(trained_project, tmp_path / "data_parallel", changes)
+    run = run_script(root, "train", XLA_FLAGS=TWO_CPU_DEVICES)
+    assert run.returncode == 0, run.stderr
+    assert "train: training on cpu:0, cpu:1 with jax (data-parallel)\n" in run.stdout
+    logs["data_parallel"] = json.loads((root / "dvclive/metrics.json").read_text())
     for split in ("train", "val"):
         for metric in ("loss", "accuracy"):
             assert logs["data_parallel"][split][metric] == pytest.approx(
