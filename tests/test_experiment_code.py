@@ -1,6 +1,9 @@
 """An experiment runs the code of the copy it runs in, and records exactly that code:
 queued (`dvc exp run --queue`, then `dvc queue start`), temporary (`--temp`), or a stage
-script started by hand. (A killed queued experiment resuming: test_resume_after_kill.py.)"""
+script started by hand. (A killed queued experiment resuming: test_resume_after_kill.py.)
+
+The experiments edit the training code, which the train stage alone imports, and run that
+stage alone (`dvc exp run ... train`): what DVC records of the code is train's entry."""
 
 from __future__ import annotations
 
@@ -23,13 +26,13 @@ from .helpers import (
 
 pytestmark = pytest.mark.slow
 
-MODULE = "mnist_pipeline/model.py"
+MODULE = "mnist_pipeline/training.py"  # imported by the train stage alone (dvc.yaml)
 
 
 def edit(root: Path, marker: str) -> str:
-    """Append a line that prints `marker` to the model module; return the file's md5."""
+    """Append a line that prints `marker` to the training module; return the file's md5."""
     path = root / MODULE
-    path.write_text(path.read_text() + f"print({marker!r})\n")
+    path.write_text(path.read_text() + f"\nprint({marker!r})\n")
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
@@ -39,7 +42,7 @@ def undo_edit(root: Path) -> None:
 
 def test_queued_grid_runs_the_code_it_was_queued_with_after_the_edit_is_undone(queue_project):
     project = queue_project
-    marker = "model.py: the queued edit ran"
+    marker = "training.py: the queued edit ran"
     edited_md5 = edit(project, marker)
     queued = run_dvc(
         project,
@@ -50,6 +53,7 @@ def test_queued_grid_runs_the_code_it_was_queued_with_after_the_edit_is_undone(q
         "train.learning_rate=0.0015,0.002",
         "-S",
         "train.epochs=1",
+        "train",
     ).stdout
     names = queued_names(queued)
     assert len(names) == 2  # DVC's grid syntax: one experiment per value
@@ -72,9 +76,11 @@ def test_queued_grid_runs_the_code_it_was_queued_with_after_the_edit_is_undone(q
 
 def test_temp_experiment_runs_and_records_the_code_of_its_copy(trained_copy, checkpoint_store):
     project = trained_copy
-    marker = "model.py: the --temp edit ran"
+    marker = "training.py: the --temp edit ran"
     edited_md5 = edit(project, marker)
-    run = run_dvc(project, "exp", "run", "--temp", "-n", "temp-edit", "-S", "train.epochs=1")
+    run = run_dvc(
+        project, "exp", "run", "--temp", "-n", "temp-edit", "-S", "train.epochs=1", "train"
+    )
     assert marker in run.stdout
     assert experiments_shown(project)["temp-edit"]["deps"][MODULE]["hash"] == edited_md5
 
