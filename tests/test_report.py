@@ -52,7 +52,7 @@ def report_against_new_base(root: Path, base: str, message: str) -> str:
     """Commit what is staged on the branch `base` (checked out from origin/main), go
     back to the pull request's branch, and report against `base`: the report's text."""
     git(root, "commit", "-qm", message)
-    git(root, "checkout", "-q", "faster-learning")
+    git(root, "checkout", "-q", "one-epoch")
     result = report(root, "--base", base, "--out", "out")
     assert result.returncode == 0, result.stderr
     return (root / "out" / "report.md").read_text()
@@ -77,14 +77,15 @@ def tables(markdown: str) -> list[dict[str, list[str]]]:
 @pytest.fixture(scope="module")
 def branch(trained_project, tmp_path_factory) -> Path:
     """A clone of the trained project where origin/main is the trained commit, on a branch
-    that changed train.learning_rate, reran the pipeline and committed."""
+    that changed train.epochs (2 to 1), reran the pipeline and committed. The trained
+    project's build ran one epoch first: its run-cache gives the stages' outputs back."""
     root = tmp_path_factory.mktemp("report") / "project"
     shutil.copytree(trained_project, root, symlinks=True)
     git(root, "update-ref", "refs/remotes/origin/main", "HEAD")
-    git(root, "checkout", "-qb", "faster-learning")
-    set_params(root, {"train": {"learning_rate": 0.002}})
+    git(root, "checkout", "-qb", "one-epoch")
+    set_params(root, {"train": {"epochs": 1}})
     run_dvc(root, "repro")
-    git(root, "commit", "-qam", "learning rate 0.002")
+    git(root, "commit", "-qam", "one epoch")
     return root
 
 
@@ -153,7 +154,7 @@ def test_the_headline_shows_the_robustness_suite_base_beside_branch(made, branch
 def test_the_changed_param_is_listed(made):
     _, text = made
     params = text.split("### Params changed")[1].split("<details>")[0]
-    assert tables(params) == [{"`train.learning_rate`": ["0.001", "0.002"]}]
+    assert tables(params) == [{"`train.epochs`": ["2", "1"]}]
 
 
 @pytest.mark.slow
@@ -458,9 +459,11 @@ VAL_LOSS = Path("dvclive/plots/metrics/val/loss.tsv")
 
 
 def replace_line(path: Path, number: int, line: str) -> None:
-    """Line `number` (from 1) of the text file `path` replaced with `line`."""
+    """Line `number` (from 1) of the text file `path` replaced with `line`, or added as
+    that line just after the last (the branch's curves, of one epoch, end at line 2)."""
     lines = path.read_text().splitlines()
-    lines[number - 1] = line
+    assert number <= len(lines) + 1, (path, number)
+    lines[number - 1 : number] = [line]
     path.write_text("\n".join(lines) + "\n")
 
 
