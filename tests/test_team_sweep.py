@@ -36,6 +36,9 @@ LEARNING_RATES = {"alice": 0.0015, "bob": 0.003}  # one experiment per teammate
 def test_experiments_pushed_from_two_clones_are_compared_and_pulled_in_a_third(
     trained_copy, tmp_path
 ):
+    """Over a minute (about two on 2 cores): two clones each run a real experiment (train,
+    evaluate, export and robustness: what a teammate's sweep runs), and some 20 DVC
+    commands push, pull, list and apply them through the remotes."""
     baseline = trained_copy  # where the team's trained commit and its outputs come from
     origin, dvc_remote = tmp_path / "origin.git", tmp_path / "dvc-remote"
     subprocess.run(["git", "clone", "-q", "--bare", str(baseline), str(origin)], check=True)
