@@ -109,32 +109,39 @@ def test_saved_model_round_trips_and_a_truncated_one_is_a_one_line_error(tmp_pat
     assert "\n" not in str(error.value)
 
 
-# Builds the seeded default model in `precision` and saves it, in a process of its own.
+# Builds the seeded default model in each precision and saves it (arguments: path,
+# precision, path, precision...), in a process of its own; Keras's session cleared before
+# each, so each model is named as the first of a fresh process.
 SAVE_IN_A_NEW_PROCESS = """
 import sys
 from pathlib import Path
 from mnist_pipeline.model import build_model, keras, save_model
 from mnist_pipeline.params import read_params_file, validate_params
-keras.utils.set_random_seed(7)
 params = validate_params(read_params_file(Path("params.yaml")), ("model",)).model
-save_model(build_model(params, precision=sys.argv[2]), Path(sys.argv[1]))
+for path, precision in zip(sys.argv[1::2], sys.argv[2::2]):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(7)
+    save_model(build_model(params, precision=precision), Path(path))
 """
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
-def test_the_same_model_saved_by_two_processes_is_the_same_bytes(tmp_path, precision):
-    saved = [tmp_path / "first.keras", tmp_path / "second.keras"]
-    for path in saved:
+def test_the_same_model_saved_by_two_processes_is_the_same_bytes(tmp_path):
+    """Each of the two processes saves the model in every precision of PRECISIONS."""
+    saved = {p: (tmp_path / f"first-{p}.keras", tmp_path / f"second-{p}.keras") for p in PRECISIONS}
+    for run in (0, 1):
+        arguments = [str(part) for p in PRECISIONS for part in (saved[p][run], p)]
         subprocess.run(
-            [sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(path), precision],
+            [sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, *arguments],
             cwd=PROJECT_ROOT,
             check=True,
             capture_output=True,
         )
-    assert saved[0].read_bytes() == saved[1].read_bytes()
-    with zipfile.ZipFile(saved[0]) as archive:
-        assert "date_saved" not in json.loads(archive.read("metadata.json"))
-    assert load_model(saved[0]).count_params() == 1_199_882
+    for precision, (first, second) in saved.items():
+        assert first.read_bytes() == second.read_bytes(), precision
+        with zipfile.ZipFile(first) as archive:
+            assert "date_saved" not in json.loads(archive.read("metadata.json")), precision
+        assert load_model(first).count_params() == 1_199_882, precision
 
 
 def test_missing_model_says_to_run_train(tmp_path):
