@@ -40,6 +40,16 @@ def answers(url: str, images: np.ndarray) -> np.ndarray:
     return np.concatenate(found)
 
 
+def test_onnx_runtime_loads_no_tensorflow_and_takes_a_fraction_of_the_memory(
+    model_server, onnx_server
+):
+    """First in the file: the ONNX server as it starts, before the whole test set has
+    grown its buffers; the TensorFlow server has at least its own start-up memory."""
+    maps = Path(f"/proc/{onnx_server.process.pid}/maps").read_text()
+    assert "tensorflow" not in maps and "onnxruntime" in maps
+    assert rss_mib(onnx_server.process.pid) < rss_mib(model_server.pid) / 2
+
+
 def test_onnx_runtime_answers_as_the_saved_model_on_the_whole_test_set(
     trained_project, model_server, onnx_server
 ):
@@ -48,14 +58,6 @@ def test_onnx_runtime_answers_as_the_saved_model_on_the_whole_test_set(
     assert len(images) == 10_000
     assert np.array_equal(saved_model.argmax(axis=1), onnx.argmax(axis=1))
     assert np.abs(saved_model - onnx).max() <= 1e-5  # export's own tolerance
-
-
-def test_onnx_runtime_loads_no_tensorflow_and_takes_a_fraction_of_the_memory(
-    model_server, onnx_server
-):
-    maps = Path(f"/proc/{onnx_server.process.pid}/maps").read_text()
-    assert "tensorflow" not in maps and "onnxruntime" in maps
-    assert rss_mib(onnx_server.process.pid) < rss_mib(model_server.pid) / 2
 
 
 def test_a_missing_model_or_mixed_options_are_one_line_errors(trained_project, tmp_path):
