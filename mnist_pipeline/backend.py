@@ -1,12 +1,12 @@
 """Keras, on the backend the run chose, imported quietly: the one place the project
 imports Keras.
 
-A process picks its backend once, where it starts, by importing Keras through
-`import_keras` after checking its inputs: the train stage on the param train.backend,
-export on TensorFlow, the others on KERAS_BACKEND (TensorFlow by default). The modules
-that build, train or load models take Keras from `import_keras()`, the one already
-imported, so they are imported after it. `choose_backend` alone only sets the backend,
-importing nothing, for code that must choose before anything heavy loads.
+A process picks its backend once, where it starts: the train stage from the param
+train.backend (`choose_backend`, a cheap check that imports nothing, with the params),
+export TensorFlow, the others KERAS_BACKEND (TensorFlow by default). Each then checks its
+inputs and imports Keras through `import_keras`. The modules that build, train or load
+models take Keras from `import_keras()`, the one already imported, so they are imported
+after it.
 """
 
 from __future__ import annotations
@@ -59,18 +59,13 @@ def choose_backend(
             os.environ["XLA_FLAGS"] = f"{flags} {XLA_DETERMINISTIC}".strip()
 
 
-def import_keras(
-    backend: str | None = None, chosen_by: str = "KERAS_BACKEND", deterministic: bool = False
-) -> ModuleType:
+def import_keras(backend: str | None = None, chosen_by: str = "KERAS_BACKEND") -> ModuleType:
     """Keras, on `backend` (None: the one already imported or chosen, else KERAS_BACKEND,
-    else TensorFlow), with TensorFlow's start-up notes hidden; `chosen_by`, `deterministic`
-    and the errors as `choose_backend`."""
+    else TensorFlow), with TensorFlow's start-up notes hidden; errors as `choose_backend`."""
     imported = sys.modules.get("keras")
     if imported is not None and backend is None:
         return imported
-    choose_backend(
-        backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by, deterministic
-    )
+    choose_backend(backend or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), chosen_by)
     # TensorFlow's start-up notes (oneDNN, no CUDA driver) ignore TF_CPP_MIN_LOG_LEVEL;
     # they are hidden unless the user asks for them with TF_CPP_MIN_LOG_LEVEL=0.
     if not _NATIVE_LOGS_WANTED:  # nor what it logs while it runs (its notes and spurious

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnist_pipeline import checkpoint
 from mnist_pipeline.arrays import load_split
-from mnist_pipeline.backend import import_keras
+from mnist_pipeline.backend import choose_backend, import_keras
 from mnist_pipeline.params import Params, load_params
 from mnist_pipeline.paths import CHECKPOINT_STORE, MODEL_FILE, PACKAGE_DIR, split_files
 from mnist_pipeline.stage import log, run_stage, staged_file
@@ -41,10 +41,11 @@ def run_fingerprint(params: Params) -> str:
 
 def main() -> None:
     params = load_params("seed", "model", "train")
-    train, val = load_split("train"), load_split("val")
-    import_keras(
+    choose_backend(  # a cheap check, nothing imported
         params.train.backend, chosen_by="train.backend", deterministic=params.train.deterministic
     )
+    train, val = load_split("train"), load_split("val")
+    import_keras()  # on the backend chosen
     from mnist_pipeline import training  # builds on the Keras just imported
     from mnist_pipeline.model import save_model
 

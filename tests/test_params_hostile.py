@@ -40,7 +40,7 @@ HOSTILE = {
     ),
     "not UTF-8": (
         replaced("seed: 42", "seed: 42  # caf\xe9").decode().encode("latin-1"),
-        "(byte 0xe9 at line 4); save it as UTF-8",
+        f"(byte 0xe9 at line {COMMITTED.splitlines().index('seed: 42') + 1}); save it as UTF-8",
     ),
     "5000-digit integer": (replaced("seed: 42", "seed: " + "9" * 5000), "5,000 digits"),
     "hex integer too long to print": (
