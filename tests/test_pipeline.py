@@ -2,7 +2,8 @@
 over HTTP from a server on 127.0.0.1 that serves the real MNIST files. The run is the
 trained project's own build (tests/shared_project.py), which every other test then
 reads: this test checks what its commands printed and wrote, and retrains a copy, during
-which DVC's lock refuses a second `dvc repro` (which runs no stage)."""
+which DVC's lock refuses a second `dvc repro` (which runs no stage), and which writes the
+very model and training log that dvc.lock records (training is reproducible to the byte)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 from .helpers import (
     PROJECT_ROOT,
     dvc,
+    git,
     in_background,
     read_until,
     run_dvc,
@@ -73,6 +75,7 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
     # the project is refused by DVC's lock and runs no stage.
     root = trained_copy
     baseline = training_results(root)
+    trained_lock = (root / "dvc.lock").read_text()
     forced = ("dvc", "repro", "--force", "--single-item", "train", "evaluate")
     with in_background(root, *forced) as first:
         printed = read_until(first, "> python stages/train.py")
@@ -84,4 +87,11 @@ def test_dvc_repro_builds_caches_and_reruns_only_what_a_param_change_affects(
         assert first.wait(timeout=300) == 0, printed
     assert stages_run(printed) == ["train", "evaluate"]
     assert training_results(root) == baseline  # reports/metrics.json, dvclive/metrics.json
+    # ... and the very models/model.keras and training log dvc.lock records for train
+    # (--force bypasses the run-cache: train really ran, as printed above)
+    assert (
+        lock_entry((root / "dvc.lock").read_text(), "train")["outs"]
+        == lock_entry(trained_lock, "train")["outs"]
+    )
+    assert git(root, "status", "--porcelain", "dvclive") == ""
     assert run_dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
