@@ -1,5 +1,6 @@
 """The training log is live: DVCLive's files grow by one row as each epoch ends, and
-`dvc exp show` reports them while the run trains. (A killed run resuming into an
+`dvc exp show` reports them while the run trains. The experiment runs the train stage
+alone (`dvc exp run ... train`), which writes the log. (A killed run resuming into an
 identical log: test_resume_after_kill.py.)"""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ LOSS_LOG = "dvclive/plots/metrics/train/loss.tsv"
 def test_dvclive_files_grow_as_each_epoch_ends_and_exp_show_follows(trained_copy, checkpoint_store):
     project, epochs = trained_copy, 3
     run = ("exp", "run", "-S", f"train.epochs={epochs}", "-S", "train.learning_rate=0.0021")
-    with in_background(project, "dvc", *run) as process:
+    with in_background(project, "dvc", *run, "train") as process:  # train alone
         for epoch in range(1, epochs + 1):
             read_until(process, f"train: epoch {epoch}/{epochs}")
             os.killpg(process.pid, signal.SIGSTOP)  # hold the run between two epochs
