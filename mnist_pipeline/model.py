@@ -111,10 +111,6 @@ def augmentation(params: AugmentParams, seed: int) -> list[keras.layers.Layer]:
     return chosen
 
 
-def set_precision(policy: str) -> None:  # until training.py passes precision to build_model
-    keras.config.set_dtype_policy(policy)
-
-
 def precision_note(policy: str) -> str | None:
     """One line saying that this machine would emulate the policy's 16-bit arithmetic
     slowly (a CPU without native bfloat16, float16 on a CPU), or None."""
