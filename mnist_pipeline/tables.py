@@ -29,6 +29,7 @@ from ruamel.yaml import YAML
 
 from mnist_pipeline.params import Params, read_params_file
 from mnist_pipeline.paths import PARAMS_FILE
+from mnist_pipeline.presets import settings
 from mnist_pipeline.stage import StageError, staged_file
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,6 @@ PIPELINE_FILE = Path("dvc.yaml")
 
 
 # --- The params table -------------------------------------------------------------------
-
-
-def flattened(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'train.epochs': 10, ...} from params.yaml's nesting."""
-    keys: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            keys.update(flattened(value, f"{prefix}{key}."))
-        else:
-            keys[f"{prefix}{key}"] = value
-    return keys
 
 
 def _without_none(annotation: Any) -> Any:
@@ -135,7 +125,7 @@ def _value(value: Any) -> str:
 def params_table(model: type[BaseModel] = Params) -> str:
     """key | default | rule | meaning, one row per key of the schema."""
     rows = param_rows(model)
-    defaults = flattened(read_params_file(PARAMS_FILE))
+    defaults = dict(settings(read_params_file(PARAMS_FILE)))
     unknown = sorted(set(defaults) - {key for key, _, _ in rows})
     if unknown:
         raise StageError(f"{PARAMS_FILE}: {unknown[0]} is not in the schema")

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from mnist_pipeline import cli, tables
 from mnist_pipeline.params import read_params_file
+from mnist_pipeline.presets import settings
 from mnist_pipeline.stage import StageError
 
 from .helpers import PROJECT_ROOT, run_command
@@ -41,7 +42,7 @@ PAGE_IDS = [str(page.relative_to(PROJECT_ROOT)) for page in PAGES]
 DVC_YAML = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
 STAGES: dict[str, dict] = DVC_YAML["stages"]
 RESULTS = PROJECT_ROOT / "bench" / "results"
-DEFAULTS = tables.flattened(read_params_file(PROJECT_ROOT / "params.yaml"))
+DEFAULTS = dict(settings(read_params_file(PROJECT_ROOT / "params.yaml")))
 
 
 # --- Reading Markdown ------------------------------------------------------------------
