@@ -276,10 +276,15 @@ def _numbered(prefix: str, values: Sequence[Any]) -> dict[str, Any]:
     return {f"{prefix}_{i}": value for i, value in enumerate(values)}
 
 
+def _variables(model: keras.Model) -> dict[str, Any]:
+    """Every model and optimizer variable, by the name its array has in a checkpoint."""
+    return _numbered("model", model.variables) | _numbered("optimizer", model.optimizer.variables)
+
+
 def _kept_arrays(model: keras.Model, params: TrainParams) -> dict[str, Any]:
     """The arrays a checkpoint of this run holds, by name: each the variable (or, for
     early stopping's best weights, the weight) that gives its shape and dtype."""
-    kept = _numbered("model", model.variables) | _numbered("optimizer", model.optimizer.variables)
+    kept = _variables(model)
     if params.early_stopping_patience:  # set from the first validated epoch on
         kept |= _numbered("early_stopping", model.weights)
     return kept
@@ -336,16 +341,14 @@ def _restore(
     if "early_stopping" in saved:
         best = _numbered("early_stopping", model.weights)
         saved["early_stopping"]["best_weights"] = [arrays[name] for name in best]
-    variables = [*model.variables, *model.optimizer.variables]
-    before = [variable.numpy() for variable in variables]
+    variables = _variables(model)
+    before = {name: variable.numpy() for name, variable in variables.items()}
     try:
-        for name, variable in _numbered("model", model.variables).items():
-            variable.assign(arrays[name])
-        for name, variable in _numbered("optimizer", model.optimizer.variables).items():
+        for name, variable in variables.items():
             variable.assign(arrays[name])
     except BaseException:
-        for variable, value in zip(variables, before, strict=True):
-            variable.assign(value)
+        for name, variable in variables.items():
+            variable.assign(before[name])
         raise
     return Resumed(history, state["stopped_early"], saved)
 
@@ -430,8 +433,7 @@ class EpochRecord(keras.callbacks.Callback):
             "stopped_early": bool(self.model.stop_training),
             "callbacks": {name: callback.state() for name, callback in self.stateful.items()},
         }
-        arrays = _numbered("model", [v.numpy() for v in self.model.variables])
-        arrays |= _numbered("optimizer", [v.numpy() for v in self.model.optimizer.variables])
+        arrays = {name: variable.numpy() for name, variable in _variables(self.model).items()}
         early_stopping = self.stateful.get("early_stopping")
         if early_stopping is not None and early_stopping.best_weights is not None:
             arrays |= _numbered("early_stopping", early_stopping.best_weights)
@@ -463,13 +465,16 @@ def fresh_training_log() -> Iterator[None]:
     """Start the training log and its seconds afresh (a resumed run replays its epochs
     into the log), and leave neither where the block fails or is interrupted: the
     checkpoint keeps that run."""
-    for folder in (TRAINING_LOG_DIR, TRAINING_TIME_DIR):
-        shutil.rmtree(folder, ignore_errors=True)
+
+    def remove() -> None:
+        for folder in (TRAINING_LOG_DIR, TRAINING_TIME_DIR):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    remove()
     try:
         yield
     except BaseException:
-        for folder in (TRAINING_LOG_DIR, TRAINING_TIME_DIR):
-            shutil.rmtree(folder, ignore_errors=True)
+        remove()
         raise
 
 
